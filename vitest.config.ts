@@ -1,0 +1,40 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * Two projects. `pglite` runs every test on the embedded database. `pg` runs the database-backed suites
+ * (`*.db.test.ts`) again against a real PostgreSQL server, when TEST_DATABASE_URL names one (.ci/run sets it);
+ * each test file creates and drops its own database there.
+ */
+const serverUrl = process.env.TEST_DATABASE_URL?.trim() ?? "";
+if (!serverUrl) {
+  console.log(
+    "[vitest] TEST_DATABASE_URL is not set: running on PGlite only. " +
+      "Set it (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run the database suites on PostgreSQL too.",
+  );
+}
+
+const shared = {
+  testTimeout: 60_000,
+  hookTimeout: 120_000,
+  pool: "forks" as const,
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { ...shared, name: "pglite", include: ["test/**/*.test.ts"], env: { TEST_DATABASE_URL: "" } } },
+      ...(serverUrl
+        ? [
+            {
+              test: {
+                ...shared,
+                name: "pg",
+                include: ["test/**/*.db.test.ts"],
+                env: { TEST_DATABASE_URL: serverUrl },
+              },
+            },
+          ]
+        : []),
+    ],
+  },
+});
