@@ -17,6 +17,8 @@ const shared = {
   testTimeout: 60_000,
   hookTimeout: 120_000,
   pool: "forks" as const,
+  // Builds the migrated template database that test/support/database.ts clones for each test file.
+  globalSetup: ["test/support/global-setup.ts"],
 };
 
 export default defineConfig({

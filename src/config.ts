@@ -6,82 +6,107 @@ import { AppError } from "./errors.ts";
  * The whole configuration, read from the environment once. Variable names are a contract (DESIGN.md).
  * This is the only module that reads `process.env`; everything else receives a Config.
  */
-const optionalString = z
-  .string()
-  .transform((value) => value.trim())
-  .transform((value) => (value === "" ? undefined : value))
-  .optional();
 
-const url = (what: string) =>
-  optionalString.refine((value) => value === undefined || URL.canParse(value), {
-    message: `must be a full URL (${what})`,
-  });
+/**
+ * Environment values arrive as strings. Surrounding spaces are typos, and a blank value (`PORT=` in a .env file,
+ * an empty CI secret) means "unset": it falls back to the default instead of failing or, worse, becoming 0.
+ */
+function blankAsUnset(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const trimmed = value.trim();
+  return trimmed === "" ? undefined : trimmed;
+}
 
-const EnvSchema = z
-  .object({
-    DATABASE_URL: optionalString.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
-      message: "must start with postgres:// or postgresql:// (leave it unset to use the embedded database)",
-    }),
-    DATA_DIR: optionalString,
-    BLOB_STORE: z.enum(["fs", "s3"], { message: "must be fs or s3" }).default("fs"),
-    S3_BUCKET: optionalString,
-    S3_ENDPOINT: url("e.g. https://s3.eu-west-1.amazonaws.com"),
-    S3_REGION: optionalString,
-    OPENAI_API_KEY: optionalString,
-    OPENAI_BASE_URL: url("e.g. http://127.0.0.1:4010/v1"),
-    IMAGE_MODEL: optionalString.default("gpt-image-2"),
-    THINK_MODEL: optionalString.default("gpt-5.5"),
-    SLACK_BOT_TOKEN: optionalString.refine((value) => value === undefined || value.startsWith("xoxb-"), {
-      message: "must be a bot token starting with xoxb-",
-    }),
-    SLACK_SIGNING_SECRET: optionalString,
-    SLACK_APP_TOKEN: optionalString.refine((value) => value === undefined || value.startsWith("xapp-"), {
-      message: "must be an app-level token starting with xapp- (it turns on Socket Mode)",
-    }),
-    SLACK_API_URL: url("e.g. https://slack.com/api/"),
-    DISCORD_TOKEN: optionalString,
-    DISCORD_API_URL: url("e.g. https://discord.com/api"),
-    PORT: z.coerce
-      .number({ message: "must be a port number" })
-      .int({ message: "must be a whole number" })
-      .min(0, { message: "must be between 0 and 65535" })
-      .max(65535, { message: "must be between 0 and 65535" })
-      .default(3000),
-    LOG_LEVEL: z
-      .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
-        message: "must be one of fatal, error, warn, info, debug, trace, silent",
-      })
-      .default("info"),
-    WORKER_CONCURRENCY: z.coerce
-      .number({ message: "must be a number" })
-      .int({ message: "must be a whole number" })
-      .min(1, { message: "must be at least 1" })
-      .max(64, { message: "must be at most 64" })
-      .default(4),
-  })
-  .superRefine((env, ctx) => {
-    if (env.BLOB_STORE === "s3") {
-      ctx.addIssue({
-        code: "custom",
-        path: ["BLOB_STORE"],
-        message: "s3 is not available in this version yet; use fs (the default)",
-      });
-    }
-    if (env.SLACK_BOT_TOKEN && !env.SLACK_APP_TOKEN && !env.SLACK_SIGNING_SECRET) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["SLACK_SIGNING_SECRET"],
-        message: "is required with SLACK_BOT_TOKEN over HTTP (or set SLACK_APP_TOKEN for Socket Mode)",
-      });
-    }
-    if ((env.SLACK_APP_TOKEN || env.SLACK_SIGNING_SECRET) && !env.SLACK_BOT_TOKEN) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["SLACK_BOT_TOKEN"],
-        message: "is required when other SLACK_* variables are set",
-      });
-    }
-  });
+const optionalString = z.preprocess(blankAsUnset, z.string().optional());
+
+/** An http(s) URL. `URL.canParse` alone accepts `localhost:4010` (scheme "localhost:"), a common slip. */
+const httpUrl = (example: string) =>
+  optionalString.refine(
+    (value) => value === undefined || /^https?:$/.test(URL.parse(value)?.protocol ?? ""),
+    {
+      message: `must be a full http:// or https:// URL (${example})`,
+    },
+  );
+
+/** One of a few words, case-insensitive (`LOG_LEVEL=INFO` is fine). */
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
+  z.preprocess(
+    (value) => {
+      const given = blankAsUnset(value);
+      return typeof given === "string" ? given.toLowerCase() : given;
+    },
+    z.enum(values, { message: `must be one of ${values.join(", ")}` }).default(fallback),
+  );
+
+/** Digits only: `Number()` would also take `0x50`, `1e3` or `3000.5`, which no one means as a port. */
+const wholeNumber = (min: number, max: number, fallback: number) => {
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .regex(/^\d+$/, { message })
+      .transform(Number)
+      .pipe(z.number().min(min, { message }).max(max, { message }))
+      .default(fallback),
+  );
+};
+
+const EnvSchema = z.object({
+  DATABASE_URL: optionalString.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
+    message: "must start with postgres:// or postgresql:// (leave it unset to use the embedded database)",
+  }),
+  DATA_DIR: optionalString,
+  BLOB_STORE: oneOf(["fs", "s3"], "fs").refine((value) => value !== "s3", {
+    message: "s3 is not available in this version yet; use fs (the default)",
+  }),
+  S3_BUCKET: optionalString,
+  S3_ENDPOINT: httpUrl("e.g. https://s3.eu-west-1.amazonaws.com"),
+  S3_REGION: optionalString,
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: httpUrl("e.g. http://127.0.0.1:4010/v1"),
+  IMAGE_MODEL: optionalString.transform((value) => value ?? "gpt-image-2"),
+  THINK_MODEL: optionalString.transform((value) => value ?? "gpt-5.5"),
+  SLACK_BOT_TOKEN: optionalString.refine((value) => value === undefined || value.startsWith("xoxb-"), {
+    message: "must be a bot token starting with xoxb-",
+  }),
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_APP_TOKEN: optionalString.refine((value) => value === undefined || value.startsWith("xapp-"), {
+    message: "must be an app-level token starting with xapp- (it turns on Socket Mode)",
+  }),
+  SLACK_API_URL: httpUrl("e.g. https://slack.com/api/"),
+  DISCORD_TOKEN: optionalString,
+  DISCORD_API_URL: httpUrl("e.g. https://discord.com/api"),
+  PORT: wholeNumber(0, 65535, 3000),
+  LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
+  WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
+});
+
+/**
+ * Rules between variables. Checked on the raw environment, not in a zod refinement on the object: zod skips
+ * object refinements when any field is invalid, so a bad PORT used to hide a missing SLACK_SIGNING_SECRET, and
+ * the promise is one message naming every problem.
+ */
+function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions): string[] {
+  const isSet = (name: string) => blankAsUnset(env[name]) !== undefined;
+  const problems: string[] = [];
+  if (isSet("SLACK_BOT_TOKEN") && !isSet("SLACK_APP_TOKEN") && !isSet("SLACK_SIGNING_SECRET")) {
+    problems.push(
+      "SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN over HTTP (or set SLACK_APP_TOKEN for Socket Mode)",
+    );
+  }
+  const slackExtras = ["SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"].filter(isSet);
+  if (slackExtras.length > 0 && !isSet("SLACK_BOT_TOKEN")) {
+    problems.push(`SLACK_BOT_TOKEN is required when ${slackExtras.join(" or ")} is set`);
+  }
+  if (options.requireOpenAIKey && !isSet("OPENAI_API_KEY")) {
+    problems.push(
+      "OPENAI_API_KEY is required to generate images: create one at https://platform.openai.com/api-keys " +
+        "(or run `npm run fake:openai` and use the key and OPENAI_BASE_URL it prints)",
+    );
+  }
+  return problems;
+}
 
 export interface Config {
   databaseUrl: string | undefined;
@@ -108,17 +133,14 @@ export interface LoadConfigOptions {
 /** Parses the environment; throws one AppError("config_invalid") that names every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadConfigOptions = {}): Config {
   const parsed = EnvSchema.safeParse(env);
-  const problems: string[] = parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => `  - ${issue.path.join(".") || "environment"} ${issue.message}`);
-  if (options.requireOpenAIKey && !env.OPENAI_API_KEY?.trim()) {
-    problems.push(
-      "  - OPENAI_API_KEY is required to generate images: create one at https://platform.openai.com/api-keys " +
-        "(or run `npm run fake:openai` and use the key and OPENAI_BASE_URL it prints)",
-    );
-  }
+  const problems = [
+    ...(parsed.success
+      ? []
+      : parsed.error.issues.map((issue) => `${issue.path.join(".") || "environment"} ${issue.message}`)),
+    ...crossFieldProblems(env, options),
+  ];
   if (!parsed.success || problems.length > 0) {
-    const message = `threadcanvas cannot start; fix these environment variables:\n${problems.join("\n")}`;
+    const message = `threadcanvas cannot start; fix these environment variables:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`;
     throw new AppError("config_invalid", message);
   }
   const e = parsed.data;

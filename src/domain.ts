@@ -256,6 +256,6 @@ export interface ConversationStore {
   getImage(id: string): Promise<ImageRecord | null>;
   getTurnImages(turnId: string): Promise<ImageRecord[]>;
   history(key: ThreadKey): Promise<ThreadHistory | null>;
-  /** Turns left queued or running (e.g. by a crash), oldest first. */
-  unfinishedTurns(limit: number): Promise<Turn[]>;
+  /** Turns left queued or running (e.g. by a crash), oldest first; only that thread's when `threadKey` is given. */
+  unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]>;
 }

@@ -66,4 +66,6 @@ export interface ConversationEngine {
   listThreads(platform: Platform, limit?: number): Promise<Thread[]>;
   getThread(threadKey: ThreadKey): Promise<Thread | null>;
   imageBytes(image: ImageRecord): Promise<Buffer>;
+  /** Turns of this platform still queued or running (a crash leaves them so until a worker picks them up). */
+  unfinishedTurns(platform: Platform): Promise<Turn[]>;
 }

@@ -1,0 +1,73 @@
+import path from "node:path";
+import { FsBlobStore } from "./blob-store.ts";
+import type { Config } from "./config.ts";
+import { PostgresConversationStore } from "./conversation-store.ts";
+import { type DbHandle, openDatabase } from "./db/database.ts";
+import type { ImageProvider } from "./domain.ts";
+import { Engine, type EngineOptions } from "./engine.ts";
+import { PgBossTurnQueue, type TurnQueueOptions } from "./job-queue.ts";
+import type { Logger } from "./logger.ts";
+import { createOpenAIImageProvider } from "./provider/openai-images.ts";
+
+export interface App {
+  engine: Engine;
+  store: PostgresConversationStore;
+  database: DbHandle;
+  /** Starts the workers: queued turns (including those a crash left behind) begin to run. */
+  startWorkers(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface AppOverrides {
+  provider?: ImageProvider;
+  queue?: Partial<TurnQueueOptions>;
+  engine?: EngineOptions;
+}
+
+/**
+ * The composition root: the only place that knows which implementation sits behind each port.
+ * Opens the database (PGlite under DATA_DIR, or PostgreSQL), applies the migrations, and wires the engine.
+ */
+export async function createApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await database.migrate();
+    const store = new PostgresConversationStore(database.db);
+    const blobs = new FsBlobStore(path.join(config.dataDir, "blobs"));
+    const provider =
+      overrides.provider ??
+      createOpenAIImageProvider(
+        {
+          apiKey: config.openai.apiKey ?? "",
+          baseUrl: config.openai.baseUrl,
+          imageModel: config.openai.imageModel,
+          thinkModel: config.openai.thinkModel,
+        },
+        logger.child({ component: "openai" }),
+      );
+    const queue = new PgBossTurnQueue(
+      { pglite: database.pglite, url: database.url },
+      { concurrency: config.workerConcurrency, ...overrides.queue },
+      logger.child({ component: "queue" }),
+    );
+    await queue.start();
+    const engine = new Engine({ store, blobs, provider, queue, logger, options: overrides.engine });
+
+    let stopped = false;
+    return {
+      engine,
+      store,
+      database,
+      startWorkers: () => queue.work((job, attempt) => engine.runTurn(job, attempt)),
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await queue.stop();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close().catch(() => {});
+    throw error;
+  }
+}

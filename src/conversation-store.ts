@@ -1,0 +1,404 @@
+import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
+import { fromDrizzle } from "pg-boss";
+import type { Db, Tx } from "./db/database.ts";
+import { type ImageRow, images, type ThreadRow, type TurnRow, threads, turns, usage } from "./db/schema.ts";
+import {
+  type ConversationStore,
+  type ImageRecord,
+  type NewTurn,
+  type Platform,
+  platformOf,
+  type SqlExecutor,
+  type Thread,
+  type ThreadHistory,
+  type ThreadKey,
+  type Turn,
+  type TurnOutcome,
+  type TurnStatus,
+} from "./domain.ts";
+import { AppError } from "./errors.ts";
+
+const UNFINISHED: TurnStatus[] = ["queued", "running"];
+const IDEMPOTENCY_CONSTRAINT = "turns_idempotency_key_unique";
+
+/**
+ * The conversation store on PostgreSQL, through drizzle. The same code runs on a `pg` Pool and on embedded
+ * PGlite: it uses only typed drizzle queries (identical values on both drivers) and casts any raw aggregate in
+ * SQL (int8 arrives as a string from pg and as a number from PGlite).
+ */
+export class PostgresConversationStore implements ConversationStore {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async recordTurn(
+    input: NewTurn,
+    enqueue: (turn: Turn, tx: SqlExecutor) => Promise<void>,
+  ): Promise<{ turn: Turn; created: boolean }> {
+    const platform = platformOf(input.threadKey); // a bad key fails here, before anything is written
+    const idempotencyKey = input.idempotencyKey ?? null;
+    try {
+      return await this.#db.transaction(async (tx) => {
+        // One writer per thread: makes `seq` gap-free and ordered, and makes a replayed event wait for the
+        // first delivery's transaction, then find its turn below instead of failing on the unique key.
+        await lockThread(tx, input.threadKey);
+        if (idempotencyKey !== null) {
+          const existing = await findByIdempotencyKey(tx, idempotencyKey);
+          if (existing) return { turn: existing, created: false };
+        }
+        await tx
+          .insert(threads)
+          .values({
+            key: input.threadKey,
+            platform,
+            title: input.newThread?.title ?? "",
+            createdBy: input.userId,
+            meta: input.newThread?.meta ?? {},
+          })
+          .onConflictDoUpdate({ target: threads.key, set: { updatedAt: sql`now()` } });
+        const [next] = await tx
+          .select({ seq: sql<number>`coalesce(max(${turns.seq}), 0)::int + 1`.mapWith(Number) })
+          .from(turns)
+          .where(eq(turns.threadKey, input.threadKey));
+        const [row] = await tx
+          .insert(turns)
+          .values({
+            threadKey: input.threadKey,
+            seq: next?.seq ?? 1,
+            kind: input.kind,
+            status: "queued",
+            prompt: input.prompt,
+            params: input.params,
+            userId: input.userId,
+            sourceMessageId: input.sourceMessageId ?? null,
+            idempotencyKey,
+            targetImageId: input.targetImageId ?? null,
+            referenceImages: input.referenceImages ?? [],
+          })
+          .returning();
+        const turn = toTurn(required(row, "inserted turn"));
+        // The job is written by the same transaction: if enqueueing fails, the turn (and a new thread) roll back.
+        await enqueue(turn, fromDrizzle(tx, sql));
+        return { turn, created: true };
+      });
+    } catch (error) {
+      // The same key reused in another thread is not serialized by the thread lock; the unique index decides.
+      if (idempotencyKey !== null && uniqueViolation(error) === IDEMPOTENCY_CONSTRAINT) {
+        const existing = await findByIdempotencyKey(this.#db, idempotencyKey);
+        if (existing) return { turn: existing, created: false };
+      }
+      throw error;
+    }
+  }
+
+  async getThread(key: ThreadKey): Promise<Thread | null> {
+    const [row] = await this.#db.select().from(threads).where(eq(threads.key, key));
+    return row ? toThread(row) : null;
+  }
+
+  /** Shallow merge: keys in `meta` replace the stored ones, others stay. Throws when the thread does not exist. */
+  async updateThreadMeta(key: ThreadKey, meta: Record<string, unknown>): Promise<void> {
+    const updated = await this.#db
+      .update(threads)
+      .set({ meta: sql`${threads.meta} || ${JSON.stringify(meta)}::jsonb`, updatedAt: sql`now()` })
+      .where(eq(threads.key, key))
+      .returning({ key: threads.key });
+    if (updated.length === 0) throw new AppError("thread_not_found", `thread ${key} does not exist`);
+  }
+
+  async listThreads(platform: Platform, limit: number): Promise<Thread[]> {
+    const rows = await this.#db
+      .select()
+      .from(threads)
+      .where(eq(threads.platform, platform))
+      .orderBy(desc(threads.updatedAt), asc(threads.key))
+      .limit(limit);
+    return rows.map(toThread);
+  }
+
+  async getTurn(id: string): Promise<Turn | null> {
+    const [row] = await this.#db.select().from(turns).where(eq(turns.id, id));
+    return row ? toTurn(row) : null;
+  }
+
+  async turnsAhead(turn: Turn): Promise<number> {
+    return this.#db.$count(
+      turns,
+      and(eq(turns.threadKey, turn.threadKey), lt(turns.seq, turn.seq), inArray(turns.status, UNFINISHED)),
+    );
+  }
+
+  async startTurn(id: string): Promise<Turn | null> {
+    // `running` is allowed too: a job that crashed mid-run starts again, and counts another attempt.
+    const [row] = await this.#db
+      .update(turns)
+      .set({ status: "running", attempts: sql`${turns.attempts} + 1`, startedAt: sql`now()` })
+      .where(and(eq(turns.id, id), inArray(turns.status, UNFINISHED)))
+      .returning();
+    return row ? toTurn(row) : null;
+  }
+
+  /**
+   * A failed or canceled turn is returned unchanged with no images (check `turn.status`): a job that finishes
+   * after the user canceled must not bring the turn back.
+   */
+  async completeTurn(id: string, outcome: TurnOutcome): Promise<{ turn: Turn; images: ImageRecord[] }> {
+    return this.#db.transaction(async (tx) => {
+      // Row lock: a job that runs twice at once completes once; the second sees `succeeded` below.
+      const [current] = await tx.select().from(turns).where(eq(turns.id, id)).for("update");
+      if (!current) throw new AppError("internal", `turn ${id} does not exist`);
+      if (current.status === "succeeded") return { turn: toTurn(current), images: await turnImages(tx, id) };
+      if (!UNFINISHED.includes(current.status)) return { turn: toTurn(current), images: [] };
+
+      const inserted = outcome.images.length
+        ? await tx
+            .insert(images)
+            .values(
+              outcome.images.map((image) => ({
+                threadKey: current.threadKey,
+                turnId: id,
+                parentId: image.parentId,
+                idx: image.index,
+                sha256: image.sha256,
+                byteSize: image.byteSize,
+                format: image.format,
+                width: image.width,
+                height: image.height,
+              })),
+            )
+            .returning()
+        : [];
+      const records = inserted.map(toImage).sort((a, b) => a.index - b.index);
+
+      if (outcome.usage.length) {
+        await tx.insert(usage).values(
+          outcome.usage.map((entry) => ({
+            turnId: id,
+            model: entry.model,
+            inputTokens: entry.inputTokens,
+            inputTextTokens: entry.inputTextTokens,
+            inputImageTokens: entry.inputImageTokens,
+            outputTokens: entry.outputTokens,
+            outputImageTokens: entry.outputImageTokens,
+            reasoningTokens: entry.reasoningTokens,
+            totalTokens: entry.totalTokens,
+            costUsd: entry.costUsd,
+          })),
+        );
+      }
+
+      const headImageId = await resolveHead(tx, current.threadKey, outcome.head, records);
+      const [row] = await tx
+        .update(turns)
+        .set({
+          status: "succeeded",
+          finishedAt: sql`now()`,
+          providerRequestId: outcome.providerRequestId,
+          baseImageId: outcome.baseImageId,
+          // Summed as numeric in SQL, so many small float costs do not drift.
+          costUsd: sql`(select coalesce(sum(${usage.costUsd}), 0) from ${usage} where ${usage.turnId} = ${id})`,
+          errorCode: null,
+          errorMessage: null,
+        })
+        .where(eq(turns.id, id))
+        .returning();
+      await tx
+        .update(threads)
+        .set({ headImageId, updatedAt: sql`now()` })
+        .where(eq(threads.key, current.threadKey));
+      return { turn: toTurn(required(row, "completed turn")), images: records };
+    });
+  }
+
+  async failTurn(
+    id: string,
+    code: string,
+    message: string,
+    status: "failed" | "canceled" = "failed",
+  ): Promise<Turn> {
+    return this.#db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(turns)
+        .set({ status, errorCode: code, errorMessage: message, finishedAt: sql`now()` })
+        .where(and(eq(turns.id, id), inArray(turns.status, UNFINISHED)))
+        .returning();
+      if (row) {
+        await tx.update(threads).set({ updatedAt: sql`now()` }).where(eq(threads.key, row.threadKey));
+        return toTurn(row);
+      }
+      const [terminal] = await tx.select().from(turns).where(eq(turns.id, id));
+      if (!terminal) throw new AppError("internal", `turn ${id} does not exist`);
+      return toTurn(terminal);
+    });
+  }
+
+  /** Keeps the first delivery time: a re-delivery after a crash does not move it. */
+  async markDelivered(id: string): Promise<void> {
+    await this.#db
+      .update(turns)
+      .set({ deliveredAt: sql`coalesce(${turns.deliveredAt}, now())` })
+      .where(eq(turns.id, id));
+  }
+
+  async getImage(id: string): Promise<ImageRecord | null> {
+    const [row] = await this.#db.select().from(images).where(eq(images.id, id));
+    return row ? toImage(row) : null;
+  }
+
+  async getTurnImages(turnId: string): Promise<ImageRecord[]> {
+    return turnImages(this.#db, turnId);
+  }
+
+  async history(key: ThreadKey): Promise<ThreadHistory | null> {
+    // One snapshot for all three reads, so the head and every image's turn are in the same picture.
+    return this.#db.transaction(
+      async (tx) => {
+        const [thread] = await tx.select().from(threads).where(eq(threads.key, key));
+        if (!thread) return null;
+        const turnRows = await tx
+          .select()
+          .from(turns)
+          .where(eq(turns.threadKey, key))
+          .orderBy(asc(turns.seq));
+        const imageRows = await tx
+          .select()
+          .from(images)
+          .where(eq(images.threadKey, key))
+          .orderBy(asc(images.createdAt), asc(images.idx));
+        return { thread: toThread(thread), turns: turnRows.map(toTurn), images: imageRows.map(toImage) };
+      },
+      { isolationLevel: "repeatable read", accessMode: "read only" },
+    );
+  }
+
+  async unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]> {
+    const rows = await this.#db
+      .select()
+      .from(turns)
+      .where(
+        and(
+          inArray(turns.status, UNFINISHED),
+          threadKey === undefined ? undefined : eq(turns.threadKey, threadKey),
+        ),
+      )
+      .orderBy(asc(turns.createdAt), asc(turns.seq))
+      .limit(limit);
+    return rows.map(toTurn);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Transaction-scoped, released at commit or rollback. The two-key form keeps our lock space apart from
+ * single-key advisory locks (pg-boss uses those), so a hash collision can never make us wait on the queue.
+ */
+async function lockThread(tx: Tx, key: ThreadKey): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('threadcanvas.thread'), hashtext(${key}))`);
+}
+
+async function findByIdempotencyKey(db: Db | Tx, key: string): Promise<Turn | null> {
+  const [row] = await db.select().from(turns).where(eq(turns.idempotencyKey, key));
+  return row ? toTurn(row) : null;
+}
+
+async function turnImages(db: Db | Tx, turnId: string): Promise<ImageRecord[]> {
+  const rows = await db.select().from(images).where(eq(images.turnId, turnId)).orderBy(asc(images.idx));
+  return rows.map(toImage);
+}
+
+/** The image id the thread's head moves to; an existing image must belong to the same thread. */
+async function resolveHead(
+  tx: Tx,
+  threadKey: ThreadKey,
+  head: TurnOutcome["head"],
+  created: ImageRecord[],
+): Promise<string | null> {
+  if ("newImageIndex" in head) {
+    const image = created.find((candidate) => candidate.index === head.newImageIndex);
+    if (!image)
+      throw new AppError("internal", `head index ${head.newImageIndex} is not one of the new images`);
+    return image.id;
+  }
+  if (head.imageId === null) return null;
+  const [image] = await tx
+    .select({ id: images.id })
+    .from(images)
+    .where(and(eq(images.id, head.imageId), eq(images.threadKey, threadKey)));
+  if (!image) throw new AppError("image_not_found", `image ${head.imageId} is not in thread ${threadKey}`);
+  return image.id;
+}
+
+/** The constraint a unique violation (SQLSTATE 23505) hit, looking through drizzle's DrizzleQueryError wrapper. */
+function uniqueViolation(error: unknown): string | undefined {
+  for (let cause = error, depth = 0; cause && depth < 5; depth++) {
+    const candidate = cause as { code?: unknown; constraint?: unknown; cause?: unknown };
+    if (candidate.code === "23505")
+      return typeof candidate.constraint === "string" ? candidate.constraint : "";
+    cause = candidate.cause;
+  }
+  return undefined;
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new AppError("internal", `${what}: the database returned no row`);
+  return value;
+}
+
+function toThread(row: ThreadRow): Thread {
+  return {
+    key: row.key,
+    platform: row.platform,
+    headImageId: row.headImageId,
+    title: row.title,
+    createdBy: row.createdBy,
+    meta: row.meta,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+function toTurn(row: TurnRow): Turn {
+  return {
+    id: row.id,
+    threadKey: row.threadKey,
+    seq: row.seq,
+    kind: row.kind,
+    status: row.status,
+    prompt: row.prompt,
+    params: row.params,
+    userId: row.userId,
+    sourceMessageId: row.sourceMessageId,
+    idempotencyKey: row.idempotencyKey,
+    targetImageId: row.targetImageId,
+    referenceImages: row.referenceImages,
+    baseImageId: row.baseImageId,
+    providerRequestId: row.providerRequestId,
+    errorCode: row.errorCode,
+    errorMessage: row.errorMessage,
+    attempts: row.attempts,
+    costUsd: row.costUsd,
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt,
+    deliveredAt: row.deliveredAt,
+  };
+}
+
+function toImage(row: ImageRow): ImageRecord {
+  return {
+    id: row.id,
+    threadKey: row.threadKey,
+    turnId: row.turnId,
+    parentId: row.parentId,
+    index: row.idx,
+    sha256: row.sha256,
+    byteSize: row.byteSize,
+    format: row.format,
+    width: row.width,
+    height: row.height,
+    createdAt: row.createdAt,
+  };
+}

@@ -1,0 +1,156 @@
+import { sql } from "drizzle-orm";
+import {
+  type AnyPgColumn,
+  check,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from "drizzle-orm/pg-core";
+import type { BlobRef, ImageParams, OutputFormat, Platform, TurnKind, TurnStatus } from "../domain.ts";
+
+/**
+ * The tables behind `PostgresConversationStore`. `migrations/` is generated from this file with
+ * `npm run db:generate -- --name <change>`; nothing creates tables at run time except those migrations.
+ *
+ * Everything here must run on PostgreSQL 15 (the oldest server we support) and on PGlite (PostgreSQL 18):
+ * `gen_random_uuid()` yes, `uuidv7()` no.
+ *
+ * Enumerations are `text` with a CHECK rather than `pgEnum`: adding a value to a CHECK is an ordinary,
+ * transactional migration, while `ALTER TYPE … ADD VALUE` cannot be used in the transaction that adds it.
+ */
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+/** `'a', 'b'` for a CHECK … IN (…); the values are our own constants, never user input. */
+function sqlList(values: readonly string[]) {
+  return sql.raw(values.map((value) => `'${value}'`).join(", "));
+}
+
+const PLATFORMS: readonly Platform[] = ["console", "slack", "discord"];
+const TURN_KINDS: readonly TurnKind[] = ["generate", "edit", "variation", "undo", "select"];
+const TURN_STATUSES: readonly TurnStatus[] = ["queued", "running", "succeeded", "failed", "canceled"];
+const FORMATS: readonly OutputFormat[] = ["png", "jpeg", "webp"];
+
+export const threads = pgTable(
+  "threads",
+  {
+    key: text("key").primaryKey(),
+    platform: text("platform").$type<Platform>().notNull(),
+    /** The image the next edit starts from. The FK is circular (images → threads), so drizzle-kit adds it after both tables. */
+    headImageId: uuid("head_image_id").references((): AnyPgColumn => images.id, { onDelete: "set null" }),
+    title: text("title").notNull().default(""),
+    createdBy: text("created_by").notNull(),
+    meta: jsonb("meta").$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    check("threads_platform_check", sql`${t.platform} in (${sqlList(PLATFORMS)})`),
+    // listThreads(platform): most recently updated first.
+    index("threads_platform_updated_idx").on(t.platform, t.updatedAt.desc()),
+  ],
+);
+
+export const turns = pgTable(
+  "turns",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    threadKey: text("thread_key")
+      .notNull()
+      .references(() => threads.key, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    kind: text("kind").$type<TurnKind>().notNull(),
+    status: text("status").$type<TurnStatus>().notNull().default("queued"),
+    prompt: text("prompt").notNull(),
+    params: jsonb("params").$type<ImageParams>().notNull(),
+    userId: text("user_id").notNull(),
+    sourceMessageId: text("source_message_id"),
+    /** Unique when present; NULLs never collide, so turns without a key are unconstrained. */
+    idempotencyKey: text("idempotency_key").unique("turns_idempotency_key_unique"),
+    targetImageId: uuid("target_image_id").references((): AnyPgColumn => images.id, { onDelete: "set null" }),
+    referenceImages: jsonb("reference_images").$type<BlobRef[]>().notNull().default([]),
+    baseImageId: uuid("base_image_id").references((): AnyPgColumn => images.id, { onDelete: "set null" }),
+    providerRequestId: text("provider_request_id"),
+    errorCode: text("error_code"),
+    errorMessage: text("error_message"),
+    attempts: integer("attempts").notNull().default(0),
+    /** Exact decimal: summed in SQL from `usage`, so no float drift accumulates. */
+    costUsd: numeric("cost_usd", { mode: "number" }),
+    createdAt: createdAt(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+  },
+  (t) => [
+    unique("turns_thread_seq_unique").on(t.threadKey, t.seq),
+    check("turns_kind_check", sql`${t.kind} in (${sqlList(TURN_KINDS)})`),
+    check("turns_status_check", sql`${t.status} in (${sqlList(TURN_STATUSES)})`),
+    check("turns_attempts_check", sql`${t.attempts} >= 0`),
+    // Recovery after a crash scans only the few unfinished turns, oldest first.
+    index("turns_unfinished_idx").on(t.status, t.createdAt).where(sql`${t.status} in ('queued', 'running')`),
+  ],
+);
+
+export const images = pgTable(
+  "images",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    threadKey: text("thread_key")
+      .notNull()
+      .references(() => threads.key, { onDelete: "cascade" }),
+    turnId: uuid("turn_id")
+      .notNull()
+      .references(() => turns.id, { onDelete: "cascade" }),
+    /** What this image was edited from: each thread's history is a tree. */
+    parentId: uuid("parent_id").references((): AnyPgColumn => images.id, { onDelete: "set null" }),
+    idx: integer("idx").notNull(),
+    sha256: text("sha256").notNull(),
+    byteSize: integer("byte_size").notNull(),
+    format: text("format").$type<OutputFormat>().notNull(),
+    width: integer("width").notNull(),
+    height: integer("height").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("images_turn_idx_unique").on(t.turnId, t.idx),
+    check("images_format_check", sql`${t.format} in (${sqlList(FORMATS)})`),
+    check("images_sha256_check", sql`${t.sha256} ~ '^[0-9a-f]{64}$'`),
+    index("images_thread_idx").on(t.threadKey, t.createdAt),
+    index("images_parent_idx").on(t.parentId),
+    // Blob garbage collection and "is this blob still used?" look images up by hash.
+    index("images_sha256_idx").on(t.sha256),
+  ],
+);
+
+/** One row per model call of a turn (a "think" turn calls the planner and the image model). */
+export const usage = pgTable(
+  "usage",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    turnId: uuid("turn_id")
+      .notNull()
+      .references(() => turns.id, { onDelete: "cascade" }),
+    model: text("model").notNull(),
+    inputTokens: integer("input_tokens").notNull().default(0),
+    inputTextTokens: integer("input_text_tokens").notNull().default(0),
+    inputImageTokens: integer("input_image_tokens").notNull().default(0),
+    outputTokens: integer("output_tokens").notNull().default(0),
+    outputImageTokens: integer("output_image_tokens").notNull().default(0),
+    reasoningTokens: integer("reasoning_tokens").notNull().default(0),
+    totalTokens: integer("total_tokens").notNull().default(0),
+    costUsd: numeric("cost_usd", { mode: "number" }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index("usage_turn_idx").on(t.turnId)],
+);
+
+export type ThreadRow = typeof threads.$inferSelect;
+export type TurnRow = typeof turns.$inferSelect;
+export type ImageRow = typeof images.$inferSelect;
+export type UsageRow = typeof usage.$inferSelect;

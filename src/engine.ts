@@ -1,0 +1,452 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import sharp from "sharp";
+import {
+  type BlobRef,
+  type BlobStore,
+  type ConversationStore,
+  DEFAULT_PARAMS,
+  type ImageInput,
+  type ImageParams,
+  type ImageProvider,
+  type ImageRecord,
+  type ImageResult,
+  type NewImage,
+  type OutputFormat,
+  type Platform,
+  platformOf,
+  type Thread,
+  type ThreadHistory,
+  type ThreadKey,
+  type Turn,
+  type TurnOutcome,
+} from "./domain.ts";
+import type { ConversationEngine, Intent, Submitted, TurnEvent, TurnObserver } from "./engine-types.ts";
+import { AppError, asAppError } from "./errors.ts";
+import type { JobAttempt, TurnJob } from "./job-queue.ts";
+import type { Logger } from "./logger.ts";
+import { checkParams, checkPrompt } from "./params.ts";
+
+export type { ConversationEngine, Intent, Submitted, TurnEvent, TurnObserver } from "./engine-types.ts";
+
+/** The queue the engine puts turns on; PgBossTurnQueue in production. */
+export interface TurnQueue {
+  enqueue(
+    job: TurnJob,
+    tx?: { executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> },
+  ): Promise<void>;
+}
+
+export interface EngineOptions {
+  /** A turn that failed retryably this many times fails for good (crashed attempts count). */
+  maxAttempts?: number;
+  /** The longest we wait on a provider's `retry-after` before handing the turn back to the queue. */
+  maxRetryAfterMs?: number;
+  /** Reference images per edit (gpt-image-2 takes 16 inputs: the image being edited plus 15). */
+  maxReferenceImages?: number;
+  maxReferenceBytes?: number;
+}
+
+const VARIATION_INSTRUCTION =
+  "Create a new variation of this image. Keep its subject, composition and style, and vary the details.";
+
+/**
+ * The platform-neutral conversation engine. `submit` validates an intent, records the turn and enqueues it —
+ * no provider call. `runTurn` (called by the queue's workers) does the work, stores every image with its
+ * parent, moves the thread's head, and hands the outcome to the platform's observer.
+ */
+export class Engine implements ConversationEngine {
+  readonly #store: ConversationStore;
+  readonly #blobs: BlobStore;
+  readonly #provider: ImageProvider;
+  readonly #queue: TurnQueue;
+  readonly #logger: Logger;
+  readonly #observers = new Map<Platform, TurnObserver>();
+  readonly #options: Required<EngineOptions>;
+
+  constructor(deps: {
+    store: ConversationStore;
+    blobs: BlobStore;
+    provider: ImageProvider;
+    queue: TurnQueue;
+    logger: Logger;
+    options?: EngineOptions;
+  }) {
+    this.#store = deps.store;
+    this.#blobs = deps.blobs;
+    this.#provider = deps.provider;
+    this.#queue = deps.queue;
+    this.#logger = deps.logger;
+    this.#options = {
+      maxAttempts: 4,
+      maxRetryAfterMs: 60_000,
+      maxReferenceImages: 15,
+      maxReferenceBytes: 50 * 1024 * 1024,
+      ...deps.options,
+    };
+  }
+
+  observe(platform: Platform, observer: TurnObserver): void {
+    this.#observers.set(platform, observer);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Submitting
+  // -------------------------------------------------------------------------------------------------------
+
+  async submit(intent: Intent): Promise<Submitted> {
+    platformOf(intent.threadKey); // a key without a known platform is a programming error: throw early
+    const thread = await this.#store.getThread(intent.threadKey);
+    const prepared = await this.#prepare(intent, thread);
+    const references = await this.#storeReferences(intent.referenceImages ?? []);
+
+    const { turn, created } = await this.#store.recordTurn(
+      {
+        threadKey: intent.threadKey,
+        kind: intent.kind,
+        prompt: prepared.prompt,
+        params: prepared.params,
+        userId: intent.userId,
+        sourceMessageId: intent.sourceMessageId ?? null,
+        idempotencyKey: intent.idempotencyKey ?? null,
+        targetImageId: intent.targetImageId ?? null,
+        referenceImages: references,
+        newThread: {
+          title: intent.newThread?.title ?? prepared.prompt.slice(0, 200),
+          meta: intent.newThread?.meta ?? {},
+        },
+      },
+      (recorded, tx) => this.#queue.enqueue({ turnId: recorded.id, threadKey: recorded.threadKey }, tx),
+    );
+    const position = await this.#store.turnsAhead(turn);
+    const log = this.#logger.child({ turnId: turn.id, thread: turn.threadKey });
+    if (created) {
+      log.info({ kind: turn.kind, position, params: turn.params }, "turn accepted");
+      this.#progress({ type: "queued", turn, position });
+    } else {
+      log.info("duplicate request ignored (idempotency key seen before)");
+    }
+    return { turn, created, position };
+  }
+
+  /** Validates the intent against the thread as it is now; throws AppError and writes nothing when invalid. */
+  async #prepare(intent: Intent, thread: Thread | null): Promise<{ prompt: string; params: ImageParams }> {
+    const flags = intent.params ?? {};
+    const needsThread = intent.kind !== "generate";
+    if (needsThread && !thread) {
+      throw new AppError("no_image_to_edit", `thread ${intent.threadKey} does not exist`, {
+        userMessage: "There is no image in this thread yet. Start one with /imagine <prompt>.",
+      });
+    }
+    if (intent.targetImageId) await this.#imageInThread(intent.targetImageId, intent.threadKey);
+
+    switch (intent.kind) {
+      case "generate":
+        return {
+          prompt: checkPrompt(intent.prompt ?? ""),
+          params: checkParams({ ...DEFAULT_PARAMS, ...flags }),
+        };
+      case "edit": {
+        const prompt = checkPrompt(intent.prompt ?? "");
+        const base = await this.#baseForNewTurn(intent, thread);
+        // An edit keeps the look of what it edits (size, format, quality) unless the reply says otherwise. When
+        // that image does not exist yet, the newest pending turn of the thread is the one that will make it.
+        const inherited = base ? await this.#paramsOf(base) : await this.#pendingParams(intent.threadKey);
+        const params = checkParams({ ...inherited, n: 1, think: false, ...flags });
+        return { prompt, params };
+      }
+      case "variation": {
+        const base = await this.#baseForNewTurn(intent, thread);
+        const origin = base ? await this.#store.getTurn(base.turnId) : null;
+        const prompt = intent.prompt?.trim() ? checkPrompt(intent.prompt) : (origin?.prompt ?? "");
+        const inherited = origin?.params ?? DEFAULT_PARAMS;
+        return { prompt, params: checkParams({ ...inherited, think: false, ...flags }) };
+      }
+      case "undo":
+      case "select":
+        if (intent.kind === "select" && !intent.targetImageId) {
+          throw new AppError("image_not_found", "select needs targetImageId", {
+            userMessage: "Pick an image first.",
+          });
+        }
+        return { prompt: "", params: { ...DEFAULT_PARAMS } };
+    }
+  }
+
+  /**
+   * The image a new edit/variation will start from, as far as we can tell at submit time. When the thread has
+   * no image yet but an earlier turn is still queued (an /imagine followed quickly by a reply), the edit is
+   * accepted and waits for it; the real base is fixed when the turn runs.
+   */
+  async #baseForNewTurn(intent: Intent, thread: Thread | null): Promise<ImageRecord | null> {
+    const id = intent.targetImageId ?? thread?.headImageId ?? null;
+    if (id) return this.#store.getImage(id);
+    const pending = thread ? await this.#store.unfinishedTurns(1, thread.key) : [];
+    if (pending.length > 0) return null;
+    throw new AppError("no_image_to_edit", `thread ${intent.threadKey} has no image`, {
+      userMessage: "There is no image in this thread to edit yet. Start with /imagine <prompt>.",
+    });
+  }
+
+  async #pendingParams(threadKey: ThreadKey): Promise<ImageParams> {
+    const pending = await this.#store.unfinishedTurns(1000, threadKey);
+    return (
+      pending.findLast((turn) => turn.kind === "generate" || turn.kind === "edit")?.params ?? DEFAULT_PARAMS
+    );
+  }
+
+  async #paramsOf(image: ImageRecord): Promise<ImageParams> {
+    const origin = await this.#store.getTurn(image.turnId);
+    return origin?.params ?? DEFAULT_PARAMS;
+  }
+
+  async #imageInThread(imageId: string, threadKey: ThreadKey): Promise<ImageRecord> {
+    const image = await this.#store.getImage(imageId);
+    if (!image || image.threadKey !== threadKey) {
+      throw new AppError("image_not_found", `image ${imageId} is not in thread ${threadKey}`, {
+        userMessage: "That image is not part of this thread.",
+      });
+    }
+    return image;
+  }
+
+  async #storeReferences(images: readonly ImageInput[]): Promise<BlobRef[]> {
+    if (images.length > this.#options.maxReferenceImages) {
+      throw new AppError("unsupported_attachment", `${images.length} reference images`, {
+        userMessage: `Attach at most ${this.#options.maxReferenceImages} reference images.`,
+      });
+    }
+    const refs: BlobRef[] = [];
+    for (const image of images) {
+      if (image.bytes.length > this.#options.maxReferenceBytes) {
+        const mb = Math.floor(this.#options.maxReferenceBytes / (1024 * 1024));
+        throw new AppError("attachment_too_large", `reference image of ${image.bytes.length} bytes`, {
+          userMessage: `Reference images must be smaller than ${mb} MB.`,
+        });
+      }
+      const format = await detectFormat(image.bytes);
+      refs.push({ sha256: await this.#blobs.put(image.bytes), format });
+    }
+    return refs;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Running (called by the queue's workers)
+  // -------------------------------------------------------------------------------------------------------
+
+  /** Runs one turn. Throws only to ask the queue for another attempt later. */
+  async runTurn(job: TurnJob, attempt: JobAttempt): Promise<void> {
+    const log = this.#logger.child({
+      turnId: job.turnId,
+      thread: job.threadKey,
+      attempt: attempt.retryCount,
+    });
+    const started = await this.#store.startTurn(job.turnId);
+    if (!started) {
+      // Already finished (a job that ran twice, or a crash after the outcome was saved): only delivery may remain.
+      const turn = await this.#store.getTurn(job.turnId);
+      if (turn && !turn.deliveredAt) await this.#deliver(turn, log);
+      return;
+    }
+    log.info({ kind: started.kind }, "turn started");
+    this.#progress({ type: "running", turn: started });
+
+    let finished: Turn;
+    const startedAt = performance.now();
+    try {
+      const outcome = await this.#execute(started, attempt.signal);
+      finished = (await this.#store.completeTurn(started.id, outcome)).turn;
+      log.info(
+        {
+          ms: Math.round(performance.now() - startedAt),
+          images: outcome.images.length,
+          costUsd: finished.costUsd,
+        },
+        "turn succeeded",
+      );
+    } catch (thrown) {
+      if (attempt.signal.aborted) {
+        // Shutting down (or the queue gave up on this attempt): the turn stays running and its job runs again.
+        log.warn("turn interrupted; it will run again");
+        throw thrown;
+      }
+      const error = asAppError(thrown);
+      if (error.retryable && started.attempts < this.#options.maxAttempts) {
+        const waitMs =
+          error.retryAfterMs === undefined
+            ? null
+            : Math.min(error.retryAfterMs, this.#options.maxRetryAfterMs);
+        log.warn({ code: error.code, err: error, retryInMs: waitMs }, "turn failed, will retry");
+        this.#progress({ type: "retrying", turn: started, reason: error.userMessage, retryInMs: waitMs });
+        if (waitMs) await sleep(waitMs, undefined, { signal: attempt.signal }).catch(() => {});
+        throw error;
+      }
+      log.warn({ code: error.code, err: error }, "turn failed");
+      finished = await this.#store.failTurn(started.id, error.code, error.userMessage);
+    }
+    await this.#deliver(finished, log);
+  }
+
+  async #execute(turn: Turn, signal: AbortSignal): Promise<TurnOutcome> {
+    const thread = await this.#store.getThread(turn.threadKey);
+    if (!thread) throw new AppError("thread_not_found", `thread ${turn.threadKey} vanished`);
+    const onPartialImage = (partial: { index: number; bytes: Buffer; format: OutputFormat }) =>
+      this.#progress({ type: "partial", turn, partial });
+
+    switch (turn.kind) {
+      case "generate": {
+        // Attachments on a new image (Discord's `image` option, files on a Slack mention) are references: the
+        // edits endpoint takes them as inputs, and the result starts a new tree (no parent).
+        const references = await this.#referenceInputs(turn);
+        const request = { prompt: turn.prompt, params: turn.params, onPartialImage };
+        const result =
+          references.length > 0
+            ? await this.#provider.edit({ ...request, images: references }, signal)
+            : await this.#provider.generate(request, signal);
+        return this.#outcome(result, null);
+      }
+      case "edit":
+      case "variation": {
+        const baseId = turn.targetImageId ?? thread.headImageId;
+        const base = baseId ? await this.#store.getImage(baseId) : null;
+        if (!base) {
+          throw new AppError("no_image_to_edit", `thread ${turn.threadKey} has no image`, {
+            userMessage: "There is no image in this thread to edit yet. Start with /imagine <prompt>.",
+          });
+        }
+        const images: ImageInput[] = [
+          { bytes: await this.#blobs.get(base.sha256), format: base.format },
+          ...(await this.#referenceInputs(turn)),
+        ];
+        const prompt =
+          turn.kind === "edit" ? turn.prompt : `${VARIATION_INSTRUCTION}\n\nOriginal request: ${turn.prompt}`;
+        const result = await this.#provider.edit(
+          { prompt, params: turn.params, images, onPartialImage },
+          signal,
+        );
+        return this.#outcome(result, base.id);
+      }
+      case "undo": {
+        const head = thread.headImageId ? await this.#store.getImage(thread.headImageId) : null;
+        if (!head?.parentId) {
+          throw new AppError("nothing_to_undo", `thread ${turn.threadKey} is at its first version`, {
+            userMessage: "Nothing to undo: this is the first version.",
+          });
+        }
+        return noImages({ imageId: head.parentId }, head.id);
+      }
+      case "select": {
+        const target = await this.#imageInThread(turn.targetImageId ?? "", turn.threadKey);
+        return noImages({ imageId: target.id }, thread.headImageId);
+      }
+    }
+  }
+
+  async #referenceInputs(turn: Turn): Promise<ImageInput[]> {
+    return Promise.all(
+      turn.referenceImages.map(async (ref) => ({
+        bytes: await this.#blobs.get(ref.sha256),
+        format: ref.format,
+      })),
+    );
+  }
+
+  async #outcome(result: ImageResult, parentId: string | null): Promise<TurnOutcome> {
+    const images: NewImage[] = [];
+    for (const [index, image] of result.images.entries()) {
+      const { width, height } = await sharp(image.bytes).metadata();
+      const sha256 = await this.#blobs.put(image.bytes);
+      images.push({
+        parentId,
+        index,
+        sha256,
+        byteSize: image.bytes.length,
+        format: image.format,
+        width,
+        height,
+      });
+    }
+    if (images.length === 0)
+      throw new AppError("provider_unavailable", "provider returned no images", { retryable: true });
+    return {
+      images,
+      head: { newImageIndex: 0 },
+      baseImageId: parentId,
+      usage: result.usage,
+      providerRequestId: result.requestId,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Delivering
+  // -------------------------------------------------------------------------------------------------------
+
+  #progress(event: Exclude<TurnEvent, { type: "finished" }>): void {
+    const observer = this.#observers.get(platformOf(event.turn.threadKey));
+    if (!observer?.progress) return;
+    Promise.resolve()
+      .then(() => observer.progress?.(event))
+      .catch((error: unknown) =>
+        this.#logger.warn({ err: error, turnId: event.turn.id }, "progress update failed"),
+      );
+  }
+
+  /** Hands the outcome to the platform; a delivery that throws makes the job run again (delivery only). */
+  async #deliver(turn: Turn, log: Logger): Promise<void> {
+    const observer = this.#observers.get(platformOf(turn.threadKey));
+    if (!observer) {
+      log.warn("no adapter for this platform is running here; the result waits in the store");
+      return;
+    }
+    const thread = await this.#store.getThread(turn.threadKey);
+    if (!thread) return;
+    const images = await this.#store.getTurnImages(turn.id);
+    await observer.deliver({ type: "finished", turn, thread, images });
+    await this.#store.markDelivered(turn.id);
+    log.info({ status: turn.status }, "delivered");
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Reading
+  // -------------------------------------------------------------------------------------------------------
+
+  history(threadKey: ThreadKey): Promise<ThreadHistory | null> {
+    return this.#store.history(threadKey);
+  }
+
+  listThreads(platform: Platform, limit = 20): Promise<Thread[]> {
+    return this.#store.listThreads(platform, limit);
+  }
+
+  getThread(threadKey: ThreadKey): Promise<Thread | null> {
+    return this.#store.getThread(threadKey);
+  }
+
+  imageBytes(image: ImageRecord): Promise<Buffer> {
+    return this.#blobs.get(image.sha256);
+  }
+
+  async unfinishedTurns(platform: Platform): Promise<Turn[]> {
+    const turns = await this.#store.unfinishedTurns(1000);
+    return turns.filter((turn) => platformOf(turn.threadKey) === platform);
+  }
+}
+
+function noImages(head: { imageId: string }, baseImageId: string | null): TurnOutcome {
+  return { images: [], head, baseImageId, usage: [], providerRequestId: null };
+}
+
+const FORMATS: Record<string, OutputFormat> = { png: "png", jpeg: "jpeg", webp: "webp" };
+
+/** The real format of uploaded bytes (never trust a file name); only what gpt-image-2 accepts. */
+export async function detectFormat(bytes: Buffer): Promise<OutputFormat> {
+  const format = await sharp(bytes)
+    .metadata()
+    .then((meta) => FORMATS[meta.format ?? ""])
+    .catch(() => undefined);
+  if (!format) {
+    throw new AppError("unsupported_attachment", "attachment is not png/jpeg/webp", {
+      userMessage: "Reference images must be PNG, JPEG or WebP files.",
+    });
+  }
+  return format;
+}

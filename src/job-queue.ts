@@ -1,0 +1,152 @@
+import type { PGlite } from "@electric-sql/pglite";
+import { fromPglite, PgBoss } from "pg-boss";
+import type { SqlExecutor } from "./domain.ts";
+import type { Logger } from "./logger.ts";
+
+/** The durable unit of work behind a turn. */
+export interface TurnJob {
+  turnId: string;
+  threadKey: string;
+}
+
+export interface JobAttempt {
+  /** 0 on the first attempt, then 1, 2, … (an attempt lost to a crash counts too). */
+  retryCount: number;
+  signal: AbortSignal;
+}
+
+/**
+ * Returns normally when the job is finished (succeeded or failed for good); throws to have it run again later
+ * with backoff. The handler decides which: only retryable errors with attempts left should throw.
+ */
+export type TurnJobHandler = (job: TurnJob, attempt: JobAttempt) => Promise<void>;
+
+export interface TurnQueueOptions {
+  /** How many turns this process runs at once (across threads; one thread is always one at a time). */
+  concurrency: number;
+  /**
+   * A worker that stops heartbeating for this long is presumed dead and its turn runs again. pg-boss's
+   * minimum is 10 s; its monitor notices on its next pass (`monitorIntervalSeconds`).
+   */
+  heartbeatSeconds?: number;
+  monitorIntervalSeconds?: number;
+  /** First retry delay in seconds; doubles (with jitter) up to `retryDelayMaxSeconds`. */
+  retryDelaySeconds?: number;
+  retryDelayMaxSeconds?: number;
+  pollingIntervalSeconds?: number;
+}
+
+export const TURN_QUEUE = "turns";
+
+/**
+ * Safety net only: the engine gives up on a turn after its own attempt limit and completes the job normally,
+ * because under `key_strict_fifo` a job that ends `failed` would hold back every later turn of its thread.
+ */
+const PG_BOSS_RETRY_LIMIT = 20;
+
+/**
+ * Durable per-thread FIFO on pg-boss, in the same database as the store (PGlite in-process, or PostgreSQL).
+ * `key_strict_fifo` keyed by thread runs one turn per thread at a time, in order; other threads run in
+ * parallel up to `concurrency`. Jobs are sent inside the store's transaction, so a turn and its job exist together.
+ */
+export class PgBossTurnQueue {
+  readonly #boss: PgBoss;
+  readonly #options: Required<TurnQueueOptions>;
+  readonly #logger: Logger;
+  #started = false;
+
+  constructor(database: { pglite?: PGlite; url?: string }, options: TurnQueueOptions, logger: Logger) {
+    this.#options = {
+      heartbeatSeconds: 10,
+      monitorIntervalSeconds: 5,
+      retryDelaySeconds: 2,
+      retryDelayMaxSeconds: 60,
+      pollingIntervalSeconds: 1,
+      ...options,
+    };
+    this.#logger = logger;
+    const maintenance = {
+      monitorIntervalSeconds: this.#options.monitorIntervalSeconds,
+      superviseIntervalSeconds: this.#options.monitorIntervalSeconds,
+      // pg-boss checks and persists warnings we surface through the logger instead.
+      persistWarnings: false,
+    };
+    if (database.pglite) {
+      this.#boss = new PgBoss({
+        db: fromPglite(database.pglite),
+        backend: "pglite",
+        useListenNotify: true,
+        ...maintenance,
+      });
+    } else if (database.url) {
+      this.#boss = new PgBoss({
+        connectionString: database.url,
+        max: Math.max(4, this.#options.concurrency + 2),
+        useListenNotify: true,
+        application_name: "threadcanvas-jobs",
+        ...maintenance,
+      });
+    } else {
+      throw new Error("PgBossTurnQueue needs a PGlite instance or a PostgreSQL URL");
+    }
+    this.#boss.on("error", (error) => this.#logger.error({ err: error }, "job queue error"));
+    this.#boss.on("warning", (warning) => this.#logger.warn({ warning }, "job queue warning"));
+  }
+
+  /** Installs or upgrades pg-boss's own schema (`pgboss`) and the turn queue. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    await this.#boss.start();
+    const queue = {
+      policy: "key_strict_fifo" as const,
+      notify: true,
+      retryLimit: PG_BOSS_RETRY_LIMIT,
+      retryDelay: this.#options.retryDelaySeconds,
+      retryBackoff: true,
+      retryDelayMax: this.#options.retryDelayMaxSeconds,
+      heartbeatSeconds: this.#options.heartbeatSeconds,
+      // Heartbeats catch a dead worker; this only bounds a live but stuck one.
+      expireInSeconds: 30 * 60,
+    };
+    if (await this.#boss.getQueue(TURN_QUEUE)) {
+      const { policy: _fixedAtCreation, ...changeable } = queue;
+      await this.#boss.updateQueue(TURN_QUEUE, changeable);
+    } else {
+      await this.#boss.createQueue(TURN_QUEUE, queue);
+    }
+    this.#started = true;
+  }
+
+  /** Enqueues a turn. Pass the store's transaction so the job commits (or rolls back) with the turn. */
+  async enqueue(job: TurnJob, tx?: SqlExecutor): Promise<void> {
+    const id = await this.#boss.send(TURN_QUEUE, job, {
+      singletonKey: job.threadKey,
+      ...(tx ? { db: tx } : {}),
+    });
+    if (id === null) throw new Error(`job queue refused turn ${job.turnId}`);
+  }
+
+  async work(handler: TurnJobHandler): Promise<void> {
+    await this.#boss.work<TurnJob>(
+      TURN_QUEUE,
+      {
+        localConcurrency: this.#options.concurrency,
+        batchSize: 1,
+        pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
+        // NOTIFY wakes workers for new jobs only. A thread's next turn becomes fetchable when the one before it
+        // completes, and a retry when its delay passes; neither notifies, so the backstop poll must be short.
+        notifyPollingIntervalSeconds: this.#options.pollingIntervalSeconds,
+      },
+      async (jobs) => {
+        for (const job of jobs) await handler(job.data, { retryCount: job.retryCount, signal: job.signal });
+      },
+    );
+  }
+
+  /** Stops fetching, waits up to `graceMs` for turns in progress, then closes pg-boss's connections. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    await this.#boss.stop({ graceful: true, timeout: graceMs, close: true });
+  }
+}

@@ -1,0 +1,334 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AppError } from "../src/errors.ts";
+import { parseImagineText } from "../src/flags.ts";
+import { makePng } from "./fakes/images.ts";
+import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+
+/**
+ * The engine end to end: real store, blobs, pg-boss and openai SDK against the fake OpenAI server, on PGlite and
+ * (with TEST_DATABASE_URL) PostgreSQL.
+ */
+let h: EngineHarness;
+let threadCounter = 0;
+const newThread = () => `console:test:${process.pid}-${++threadCounter}`;
+
+beforeAll(async () => {
+  h = await startEngineHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => {
+  h.fake.reset();
+  h.fake.setLatency(0);
+});
+
+async function run(intent: Parameters<EngineHarness["engine"]["submit"]>[0]) {
+  const { turn } = await h.engine.submit(intent);
+  return h.finished(turn.id);
+}
+
+async function generate(threadKey: string, text = "a lighthouse at dusk") {
+  const { prompt, params } = parseImagineText(text);
+  return run({ threadKey, kind: "generate", prompt, params, userId: "U1" });
+}
+
+async function edit(threadKey: string, prompt: string, extra: { targetImageId?: string } = {}) {
+  return run({ threadKey, kind: "edit", prompt, userId: "U2", ...extra });
+}
+
+async function bytesOf(imageId: string): Promise<Buffer> {
+  const image = await h.store.getImage(imageId);
+  if (!image) throw new Error(`no image ${imageId}`);
+  return h.engine.imageBytes(image);
+}
+
+describe("generate and edit", () => {
+  it("generates an image, stores it as the thread's head and delivers it", async () => {
+    const thread = newThread();
+    const done = await generate(thread, "a lighthouse at dusk --ar 16:9 --quality low");
+    expect(done.turn.status).toBe("succeeded");
+    expect(done.images).toHaveLength(1);
+    const [image] = done.images;
+    expect(image?.width).toBe(1536);
+    expect(image?.height).toBe(864);
+    expect(done.thread.headImageId).toBe(image?.id);
+    expect(h.fake.requests).toHaveLength(1);
+    expect(h.fake.requests[0]?.body).toMatchObject({
+      model: "gpt-image-2",
+      size: "1536x864",
+      quality: "low",
+    });
+    expect(done.turn.costUsd).toBeGreaterThan(0);
+    const delivered = await h.store.getTurn(done.turn.id);
+    expect(delivered?.deliveredAt).toBeInstanceOf(Date);
+  });
+
+  it("sends an edit exactly the bytes of the previous version, and a chain of three builds on each result", async () => {
+    const thread = newThread();
+    const first = await generate(thread);
+    let previous = first.images[0];
+    for (const instruction of ["make the sky purple", "add a moon", "make the headline bigger"]) {
+      const result = await edit(thread, instruction);
+      expect(result.turn.status).toBe("succeeded");
+      const request = h.fake.requests.at(-1);
+      expect(request?.endpoint).toBe("images.edit");
+      expect(request?.body.prompt).toBe(instruction);
+      expect(request?.images).toHaveLength(1);
+      expect(request?.images[0]?.equals(await bytesOf(previous?.id ?? ""))).toBe(true);
+      const next = result.images[0];
+      expect(next?.parentId).toBe(previous?.id);
+      expect(result.thread.headImageId).toBe(next?.id);
+      expect(next?.sha256).not.toBe(previous?.sha256);
+      previous = next;
+    }
+    const history = await h.engine.history(thread);
+    expect(history?.turns.map((t) => t.kind)).toEqual(["generate", "edit", "edit", "edit"]);
+    expect(history?.images).toHaveLength(4);
+  });
+
+  it("undo then edit branches from the earlier version", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread)).images[0];
+    const v2 = (await edit(thread, "add a boat")).images[0];
+    const undo = await run({ threadKey: thread, kind: "undo", userId: "U1" });
+    expect(undo.turn.status).toBe("succeeded");
+    expect(undo.thread.headImageId).toBe(v1?.id);
+    expect(h.fake.requests).toHaveLength(2); // undo calls no provider
+
+    const branch = await edit(thread, "add a lighthouse keeper");
+    expect(h.fake.requests.at(-1)?.images[0]?.equals(await bytesOf(v1?.id ?? ""))).toBe(true);
+    expect(branch.images[0]?.parentId).toBe(v1?.id);
+    const history = await h.engine.history(thread);
+    const children = history?.images.filter((image) => image.parentId === v1?.id).map((image) => image.id);
+    expect(children).toEqual(expect.arrayContaining([v2?.id, branch.images[0]?.id]));
+  });
+
+  it("undo at the first version fails with a clear message and changes nothing", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread)).images[0];
+    const undo = await run({ threadKey: thread, kind: "undo", userId: "U1" });
+    expect(undo.turn.status).toBe("failed");
+    expect(undo.turn.errorCode).toBe("nothing_to_undo");
+    expect(undo.turn.errorMessage).toMatch(/nothing to undo/i);
+    expect((await h.engine.getThread(thread))?.headImageId).toBe(v1?.id);
+  });
+
+  it("makes n images; choosing one makes the next edit start from it", async () => {
+    const thread = newThread();
+    const four = await generate(thread, "four logo ideas --n 4");
+    expect(four.images.map((image) => image.index)).toEqual([0, 1, 2, 3]);
+    expect(new Set(four.images.map((image) => image.sha256)).size).toBe(4);
+    const third = four.images[2];
+    const select = await run({ threadKey: thread, kind: "select", targetImageId: third?.id, userId: "U1" });
+    expect(select.thread.headImageId).toBe(third?.id);
+    const edited = await edit(thread, "use a darker blue");
+    expect(h.fake.requests.at(-1)?.images[0]?.equals(await bytesOf(third?.id ?? ""))).toBe(true);
+    expect(edited.images[0]?.parentId).toBe(third?.id);
+    expect(h.fake.requests.at(-1)?.body.n).toBe("1"); // an edit makes one image unless asked
+  });
+
+  it("variations start from the target image and reuse its prompt", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread, "a paper crane")).images[0];
+    const variations = await run({ threadKey: thread, kind: "variation", params: { n: 2 }, userId: "U1" });
+    expect(variations.images).toHaveLength(2);
+    expect(variations.images.every((image) => image.parentId === v1?.id)).toBe(true);
+    const request = h.fake.requests.at(-1);
+    expect(String(request?.body.prompt)).toContain("a paper crane");
+    expect(request?.images[0]?.equals(await bytesOf(v1?.id ?? ""))).toBe(true);
+  });
+
+  it("sends reference images after the image being edited", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread)).images[0];
+    const reference = await makePng(640, 640, "reference");
+    const result = await run({
+      threadKey: thread,
+      kind: "edit",
+      prompt: "use the colours of the second image",
+      referenceImages: [{ bytes: reference, format: "png" }],
+      userId: "U1",
+    });
+    expect(result.turn.status).toBe("succeeded");
+    const request = h.fake.requests.at(-1);
+    expect(request?.images).toHaveLength(2);
+    expect(request?.images[0]?.equals(await bytesOf(v1?.id ?? ""))).toBe(true);
+    expect(request?.images[1]?.equals(reference)).toBe(true);
+  });
+
+  it("keeps Unicode prompts byte for byte", async () => {
+    const thread = newThread();
+    const prompt = "東京の夜景 — שלום 👩🏽‍💻 café ﷺ";
+    const done = await generate(thread, `${prompt} --quality low`);
+    expect(Buffer.from(done.turn.prompt).equals(Buffer.from(prompt))).toBe(true);
+    expect(Buffer.from(String(h.fake.requests[0]?.body.prompt)).equals(Buffer.from(prompt))).toBe(true);
+  });
+
+  it("reports partial previews while it streams", async () => {
+    const thread = newThread();
+    const done = await generate(thread);
+    const partials = h.events.filter((event) => event.type === "partial" && event.turn.id === done.turn.id);
+    expect(partials.length).toBeGreaterThan(0);
+    expect(h.fake.requests[0]?.stream).toBe(true);
+  });
+});
+
+describe("ordering and concurrency", () => {
+  it("runs a thread's turns one at a time in arrival order, each edit starting from the previous result", async () => {
+    h.fake.setLatency(150);
+    const thread = newThread();
+    const { prompt, params } = parseImagineText("a city skyline");
+    const turns = [
+      await h.engine.submit({ threadKey: thread, kind: "generate", prompt, params, userId: "U1" }),
+    ];
+    for (const step of ["add rain", "add neon signs", "make it night"]) {
+      turns.push(await h.engine.submit({ threadKey: thread, kind: "edit", prompt: step, userId: "U1" }));
+    }
+    expect(turns.map((t) => t.position)).toEqual([0, 1, 2, 3]);
+    const results = await Promise.all(turns.map((t) => h.finished(t.turn.id)));
+    for (let i = 1; i < results.length; i++) {
+      expect(results[i]?.images[0]?.parentId).toBe(results[i - 1]?.images[0]?.id);
+      expect(results[i]?.turn.startedAt?.getTime()).toBeGreaterThanOrEqual(
+        results[i - 1]?.turn.finishedAt?.getTime() ?? 0,
+      );
+    }
+    expect(h.fake.requests.map((r) => r.body.prompt)).toEqual([
+      "a city skyline",
+      "add rain",
+      "add neon signs",
+      "make it night",
+    ]);
+  });
+
+  it("runs different threads concurrently", async () => {
+    h.fake.setLatency(400);
+    const submitted = await Promise.all(
+      [newThread(), newThread(), newThread()].map((threadKey) =>
+        h.engine.submit({ threadKey, kind: "generate", prompt: "a kite", params: {}, userId: "U1" }),
+      ),
+    );
+    const results = await Promise.all(submitted.map((s) => h.finished(s.turn.id)));
+    const spans = results.map(
+      (r) => [r.turn.startedAt?.getTime() ?? 0, r.turn.finishedAt?.getTime() ?? 0] as const,
+    );
+    const overlapping = spans.some(([start], i) =>
+      spans.some(([s, f], j) => i !== j && s <= start && start < f),
+    );
+    expect(overlapping).toBe(true);
+  });
+
+  it("the same idempotency key twice makes one turn and one delivery", async () => {
+    const thread = newThread();
+    const intent = {
+      threadKey: thread,
+      kind: "generate" as const,
+      prompt: "a fox",
+      params: {},
+      userId: "U1",
+      idempotencyKey: `evt-${thread}`,
+    };
+    const [a, b] = await Promise.all([h.engine.submit(intent), h.engine.submit(intent)]);
+    expect(a.turn.id).toBe(b.turn.id);
+    expect([a.created, b.created].sort()).toEqual([false, true]);
+    await h.finished(a.turn.id);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(h.deliveries(a.turn.id)).toHaveLength(1);
+    expect(h.fake.requests).toHaveLength(1);
+  });
+});
+
+describe("provider errors", () => {
+  it("a 429 then success delivers the image", async () => {
+    h.fake.failNext({ status: 429, retryAfterMs: 20 });
+    const done = await generate(newThread());
+    expect(done.turn.status).toBe("succeeded");
+    expect(h.fake.requests.map((r) => r.status)).toEqual([429, 200]);
+  });
+
+  it("rate limits beyond the SDK's retries go back to the queue and still deliver", async () => {
+    h.fake.failNext(
+      { status: 429, retryAfterMs: 10 },
+      { status: 429, retryAfterMs: 10 },
+      { status: 429, retryAfterMs: 10 },
+    );
+    const thread = newThread();
+    const done = await generate(thread);
+    expect(done.turn.status).toBe("succeeded");
+    expect(done.turn.attempts).toBe(2);
+    expect(h.events.some((e) => e.type === "retrying" && e.turn.id === done.turn.id)).toBe(true);
+  });
+
+  it("a moderation block is explained, changes nothing, and the next request works", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread)).images[0];
+    h.fake.failNext({ moderation: true });
+    const blocked = await edit(thread, "something the safety system rejects");
+    expect(blocked.turn.status).toBe("failed");
+    expect(blocked.turn.errorCode).toBe("moderation_blocked");
+    expect(blocked.turn.errorMessage).toMatch(/safety/i);
+    expect(blocked.images).toEqual([]);
+    expect((await h.engine.getThread(thread))?.headImageId).toBe(v1?.id);
+    const next = await edit(thread, "add a rainbow");
+    expect(next.turn.status).toBe("succeeded");
+    expect(next.images[0]?.parentId).toBe(v1?.id);
+  });
+});
+
+describe("bad input: a clear error, no provider call, nothing written", () => {
+  async function expectRejected(action: () => Promise<unknown>, code: string, message: RegExp) {
+    const threadsBefore = (await h.engine.listThreads("console", 1000)).length;
+    const error = await action().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(AppError);
+    expect((error as AppError).code).toBe(code);
+    expect((error as AppError).userMessage).toMatch(message);
+    expect(h.fake.requests).toHaveLength(0);
+    expect((await h.engine.listThreads("console", 1000)).length).toBe(threadsBefore);
+  }
+  const submitText = (text: string) => async () => {
+    const { prompt, params } = parseImagineText(text);
+    return h.engine.submit({ threadKey: newThread(), kind: "generate", prompt, params, userId: "U1" });
+  };
+
+  it("unknown flags", () => expectRejected(submitText("a cat --qualty high"), "unknown_flag", /--quality/));
+  it("impossible sizes", () => expectRejected(submitText("a cat --size 1000x1000"), "invalid_size", /16/));
+  it("--n 0", () => expectRejected(submitText("a cat --n 0"), "invalid_flag", /1.*10/));
+  it("--n 11", () => expectRejected(submitText("a cat --n 11"), "invalid_flag", /1.*10/));
+  it("a 32,001-character prompt", () =>
+    expectRejected(submitText("a".repeat(32_001)), "prompt_too_long", /32,000/));
+  it("params that bypass the parser are checked too", () =>
+    expectRejected(
+      () =>
+        h.engine.submit({
+          threadKey: newThread(),
+          kind: "generate",
+          prompt: "x",
+          params: { n: 11 },
+          userId: "U1",
+        }),
+      "invalid_flag",
+      /1.*10/,
+    ));
+  it("an edit in a thread with no image", () =>
+    expectRejected(
+      () => h.engine.submit({ threadKey: newThread(), kind: "edit", prompt: "make it blue", userId: "U1" }),
+      "no_image_to_edit",
+      /\/imagine/,
+    ));
+  it("a reference that is not an image", () =>
+    expectRejected(
+      () =>
+        h.engine.submit({
+          threadKey: newThread(),
+          kind: "generate",
+          prompt: "x",
+          referenceImages: [{ bytes: Buffer.from("%PDF-1.7 not an image"), format: "png" }],
+          userId: "U1",
+        }),
+      "unsupported_attachment",
+      /PNG, JPEG or WebP/,
+    ));
+});
