@@ -123,6 +123,8 @@ export interface Config {
   port: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   workerConcurrency: number;
+  /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
+  consoleUser: string;
 }
 
 export interface LoadConfigOptions {
@@ -166,5 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
+    consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };
 }

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     input: process.stdin,
     output: process.stdout,
     outDir: path.join(config.dataDir, "out"),
-    userId: process.env.USER ?? "me",
+    userId: config.consoleUser,
     interactive,
   });
   let stopping = false;

@@ -13,6 +13,7 @@ const DEFAULTS: Config = {
   port: 3000,
   logLevel: "info",
   workerConcurrency: 4,
+  consoleUser: "me",
 };
 
 /** Every variable the config reads, set to a valid non-default value. */
@@ -36,6 +37,7 @@ const FULL_ENV = {
   PORT: "8080",
   LOG_LEVEL: "debug",
   WORKER_CONCURRENCY: "16",
+  USER: "alice",
 };
 
 function configError(env: NodeJS.ProcessEnv, options: { requireOpenAIKey?: boolean } = {}): AppError {
@@ -83,11 +85,17 @@ describe("loadConfig", () => {
       port: 8080,
       logLevel: "debug",
       workerConcurrency: 16,
+      consoleUser: "alice",
     } satisfies Config);
   });
 
   it("ignores variables it does not know", () => {
     expect(loadConfig({ HOME: "/root", PATH: "/bin", NODE_ENV: "test" })).toEqual(DEFAULTS);
+  });
+
+  it("takes the console user from USER, keeping only characters safe in a thread key", () => {
+    expect(loadConfig({ USER: "dana:o'brien" }).consoleUser).toBe("danaobrien");
+    expect(loadConfig({ USER: ":::" }).consoleUser).toBe("me");
   });
 
   it("resolves DATA_DIR against the working directory", () => {

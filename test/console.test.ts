@@ -80,6 +80,27 @@ describe("console adapter", () => {
     expect(fake.requests[0]?.images[0]?.equals(await readFile(firstVersionFile))).toBe(true);
   });
 
+  it("branches from an earlier version with /use and the short id /history shows", async () => {
+    const bot = startBot(env());
+    bot.send("/threads");
+    bot.send("/open 1");
+    bot.send("/history");
+    await bot.waitForOutput(/turn\(s\), \d+ image\(s\)/);
+    expect(bot.stdout()).toMatch(/\* {2}1\. console:tester:/);
+    expect(bot.stdout()).toMatch(/Now in thread console:tester:/);
+    const v2Line = bot.stdout().match(/└ ([0-9a-f]{8}) {2}#2 edit/);
+    expect(v2Line).not.toBeNull();
+    bot.send(`/use ${v2Line?.[1]}`);
+    bot.send("add stars");
+    bot.endInput();
+    expect((await bot.exited).code).toBe(0);
+    expect(bot.stdout()).toMatch(new RegExp(`✔ turn 5 .*next edit starts from image ${v2Line?.[1]}`));
+    const v2File = path.join(path.dirname(firstVersionFile), "v2-1.png");
+    expect(fake.requests).toHaveLength(1);
+    expect(fake.requests[0]?.images[0]?.equals(await readFile(v2File))).toBe(true);
+    expect(savedFiles(bot.stdout())[0]).toMatch(/v6-1\.png$/);
+  });
+
   it("answers bad input with a message and sends nothing", async () => {
     const bot = startBot(env());
     bot.send("/imagine a cat --n 11");

@@ -7,7 +7,7 @@ import type { ImageRecord, Thread, ThreadKey, Turn } from "../../src/domain.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import { describeParams, FLAG_HELP, parseImagineText } from "../../src/flags.ts";
-import { renderHistory, renderThreadList } from "./render.ts";
+import { renderHistory, renderThreadList, shortId } from "./render.ts";
 
 export interface ConsoleAdapterOptions {
   engine: ConversationEngine;
@@ -94,7 +94,11 @@ export class ConsoleAdapter {
           await this.#submit({ kind: "undo", text: "" });
           return true;
         case "/use":
-          await this.#submit({ kind: "select", text: "", targetImageId: rest[0] ?? "" });
+          await this.#submit({
+            kind: "select",
+            text: "",
+            targetImageId: await this.#resolveImage(rest[0] ?? ""),
+          });
           return true;
         case "/history":
           await this.#history();
@@ -160,6 +164,21 @@ export class ConsoleAdapter {
     }
   }
 
+  /** `/use 5b30` → the image of the current thread whose id starts with that (ids print short in /history). */
+  async #resolveImage(prefix: string): Promise<string> {
+    const history = this.#current ? await this.#options.engine.history(this.#current) : null;
+    const matches = prefix
+      ? (history?.images ?? []).filter((image) => image.id.startsWith(prefix.toLowerCase()))
+      : [];
+    if (matches.length === 1 && matches[0]) return matches[0].id;
+    throw new AppError("image_not_found", `no single image matches ${prefix}`, {
+      userMessage:
+        matches.length > 1
+          ? `“${prefix}” matches ${matches.length} images; give more of the id.`
+          : "Give the id of an image in this thread, as /history shows it: /use <id>.",
+    });
+  }
+
   async #history(): Promise<void> {
     if (!this.#current) {
       this.#say("No thread yet. Start one with /imagine <prompt>.");
@@ -218,7 +237,7 @@ export class ConsoleAdapter {
       const file = path.join(dir, imageFileName(turn, image));
       // Same name for the same image: delivering twice (after a crash) rewrites one file, never adds a second.
       await writeFile(file, await this.#options.engine.imageBytes(image));
-      this.#say(`✔ ${label}: ${file} (${image.width}x${image.height}, image ${image.id})`);
+      this.#say(`✔ ${label}: ${file} (${image.width}x${image.height}, image ${shortId(image.id)})`);
     }
     const cost = turn.costUsd === null ? "" : ` ≈ $${turn.costUsd.toFixed(3)}`;
     if (cost) this.#say(`  cost${cost}`);
@@ -245,8 +264,9 @@ export class ConsoleAdapter {
 }
 
 function describeHeadMove(turn: Turn, thread: Thread): string {
-  if (turn.kind === "undo") return `undone; the next edit starts from image ${thread.headImageId}`;
-  return `the next edit starts from image ${thread.headImageId}`;
+  const head = shortId(thread.headImageId ?? "");
+  if (turn.kind === "undo") return `undone; the next edit starts from image ${head}`;
+  return `the next edit starts from image ${head}`;
 }
 
 /** `console:me:ab12cd34` → `console-me-ab12cd34`: one folder per thread, safe on every file system. */

@@ -33,7 +33,7 @@ export function renderHistory(history: ThreadHistory): string {
       const turn = turnById.get(image.turnId);
       const head = image.id === thread.headImageId ? "  ◀ head" : "";
       lines.push(
-        `${"  ".repeat(depth)}└ ${image.id}  ${describeTurn(turn)}  ${image.width}x${image.height}${head}`,
+        `${"  ".repeat(depth)}└ ${shortId(image.id)}  ${describeTurn(turn)}  ${image.width}x${image.height}${head}`,
       );
       walk(image.id, depth + 1);
     }
@@ -52,6 +52,11 @@ export function renderHistory(history: ThreadHistory): string {
   const cost = turns.reduce((sum, turn) => sum + (turn.costUsd ?? 0), 0);
   lines.push(`${turns.length} turn(s), ${images.length} image(s), ≈ $${cost.toFixed(3)}`);
   return lines.join("\n");
+}
+
+/** Enough of a UUID to tell a thread's images apart; `/use` takes any unique prefix. */
+export function shortId(id: string): string {
+  return id.slice(0, 8);
 }
 
 function describeTurn(turn: Turn | undefined): string {
