@@ -317,8 +317,7 @@ export class Engine implements ConversationEngine {
           { bytes: await this.#blobs.get(base.sha256), format: base.format },
           ...(await this.#referenceInputs(turn)),
         ];
-        const prompt =
-          turn.kind === "edit" ? turn.prompt : `${VARIATION_INSTRUCTION}\n\nOriginal request: ${turn.prompt}`;
+        const prompt = turn.kind === "edit" ? turn.prompt : await this.#variationPrompt(turn, base);
         const result = await this.#provider.edit(
           { prompt, params: turn.params, images, onPartialImage },
           signal,
@@ -339,6 +338,12 @@ export class Engine implements ConversationEngine {
         return noImages({ imageId: target.id }, thread.headImageId);
       }
     }
+  }
+
+  /** A variation asked for before its image existed has no prompt of its own yet: take the image's. */
+  async #variationPrompt(turn: Turn, base: ImageRecord): Promise<string> {
+    const original = turn.prompt || (await this.#store.getTurn(base.turnId))?.prompt || "";
+    return original ? `${VARIATION_INSTRUCTION}\n\nOriginal request: ${original}` : VARIATION_INSTRUCTION;
   }
 
   async #referenceInputs(turn: Turn): Promise<ImageInput[]> {
