@@ -1,10 +1,12 @@
 import path from "node:path";
+import { sql } from "drizzle-orm";
 import { FsBlobStore } from "./blob-store.ts";
 import type { Config } from "./config.ts";
 import { PostgresConversationStore } from "./conversation-store.ts";
 import { type DbHandle, openDatabase } from "./db/database.ts";
 import type { ImageProvider } from "./domain.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
+import { type HttpRoute, operationalRoutes } from "./http-server.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "./job-queue.ts";
 import type { Logger } from "./logger.ts";
 import { createOpenAIImageProvider } from "./provider/openai-images.ts";
@@ -13,6 +15,8 @@ export interface App {
   engine: Engine;
   store: PostgresConversationStore;
   database: DbHandle;
+  /** `GET /healthz` and `GET /metrics`, for whichever HTTP server the process runs. */
+  routes: HttpRoute[];
   /** Starts the workers: queued turns (including those a crash left behind) begin to run. */
   startWorkers(): Promise<void>;
   stop(): Promise<void>;
@@ -58,6 +62,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       engine,
       store,
       database,
+      routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
       startWorkers: () => queue.work((job, attempt) => engine.runTurn(job, attempt)),
       async stop() {
         if (stopped) return;

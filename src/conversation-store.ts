@@ -9,6 +9,7 @@ import {
   type Platform,
   platformOf,
   type SqlExecutor,
+  type StoreStats,
   type Thread,
   type ThreadHistory,
   type ThreadKey,
@@ -121,6 +122,25 @@ export class PostgresConversationStore implements ConversationStore {
   async getTurn(id: string): Promise<Turn | null> {
     const [row] = await this.#db.select().from(turns).where(eq(turns.id, id));
     return row ? toTurn(row) : null;
+  }
+
+  async stats(): Promise<StoreStats> {
+    const byStatus = await this.#db
+      .select({ status: turns.status, count: sql<number>`count(*)::int` })
+      .from(turns)
+      .groupBy(turns.status);
+    const turnsByStatus: StoreStats["turnsByStatus"] = {
+      queued: 0,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      canceled: 0,
+    };
+    for (const row of byStatus) turnsByStatus[row.status as TurnStatus] = Number(row.count);
+    const [spend] = await this.#db
+      .select({ total: sql<string>`coalesce(sum(${usage.costUsd}), 0)::text` })
+      .from(usage);
+    return { turnsByStatus, images: await this.#db.$count(images), costUsd: Number(spend?.total ?? 0) };
   }
 
   async turnsAhead(turn: Turn): Promise<number> {

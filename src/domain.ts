@@ -227,6 +227,12 @@ export interface ThreadHistory {
   images: ImageRecord[];
 }
 
+export interface StoreStats {
+  turnsByStatus: Record<TurnStatus, number>;
+  images: number;
+  costUsd: number;
+}
+
 export interface ConversationStore {
   /**
    * Records a turn (creating the thread when needed) and, in the same transaction, calls `enqueue` so the
@@ -256,6 +262,8 @@ export interface ConversationStore {
   getImage(id: string): Promise<ImageRecord | null>;
   getTurnImages(turnId: string): Promise<ImageRecord[]>;
   history(key: ThreadKey): Promise<ThreadHistory | null>;
+  /** Totals for monitoring: turns by status, images stored, estimated spend. */
+  stats(): Promise<StoreStats>;
   /** Turns left queued or running (e.g. by a crash), oldest first; only that thread's when `threadKey` is given. */
   unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]>;
 }

@@ -5,6 +5,7 @@ import { ConsoleAdapter } from "../adapters/console/console-adapter.ts";
 import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
+import { startHttpServer } from "./http-server.ts";
 import { createLogger } from "./logger.ts";
 
 /**
@@ -34,6 +35,14 @@ async function main(): Promise<void> {
   if (interactive) process.stdout.write(`Starting (first start creates the database; logs: ${logFile})…\n`);
 
   const app = await createApp(config, logger);
+  const http = await startHttpServer(config.port, app.routes, logger).catch((error: unknown) => {
+    const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+    throw new AppError("config_invalid", String(error), {
+      userMessage: inUse
+        ? `threadcanvas cannot start: port ${config.port} is in use. Set PORT to a free port (0 picks one).`
+        : `threadcanvas cannot start its HTTP server: ${String(error)}`,
+    });
+  });
   const adapter = new ConsoleAdapter({
     engine: app.engine,
     input: process.stdin,
@@ -46,6 +55,7 @@ async function main(): Promise<void> {
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
+    await http.close().catch(() => {});
     await app.stop().catch((error: unknown) => logger.error({ err: error }, "shutdown failed"));
     logger.flush();
     process.exit(code);

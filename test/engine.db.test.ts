@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
 import { parseImagineText } from "../src/flags.ts";
@@ -163,6 +164,29 @@ describe("generate and edit", () => {
     const done = await generate(thread, `${prompt} --quality low`);
     expect(Buffer.from(done.turn.prompt).equals(Buffer.from(prompt))).toBe(true);
     expect(Buffer.from(String(h.fake.requests[0]?.body.prompt)).equals(Buffer.from(prompt))).toBe(true);
+  });
+
+  it("thinks before drawing: --think plans through the Responses API and records both models' usage", async () => {
+    const thread = newThread();
+    const done = await generate(thread, "a poster for today's weather in Oslo --think --quality low");
+    expect(done.turn.status).toBe("succeeded");
+    expect(done.images).toHaveLength(1);
+    const [request] = h.fake.requests;
+    expect(request?.endpoint).toBe("responses");
+    expect(request?.body).toMatchObject({ model: "gpt-5.5" });
+    const history = await h.engine.history(thread);
+    expect(history?.turns[0]?.params.think).toBe(true);
+    // The reasoning model's tokens and the image tool's tokens are both recorded and priced into the turn.
+    const usage = await h.database.db.execute(
+      sql`select model, cost_usd::float8 as cost from usage where turn_id = ${done.turn.id} order by model`,
+    );
+    expect(usage.rows.map((row) => row.model)).toEqual(["gpt-5.5", "gpt-image-2"]);
+    const total = usage.rows.reduce((sum, row) => sum + Number(row.cost), 0);
+    expect(done.turn.costUsd).toBeCloseTo(total, 6);
+    expect(total).toBeGreaterThan(0);
+    const edited = await edit(thread, "add an umbrella");
+    expect(h.fake.requests.at(-1)?.endpoint).toBe("images.edit"); // an edit does not think unless asked
+    expect(edited.images[0]?.parentId).toBe(done.images[0]?.id);
   });
 
   it("reports partial previews while it streams", async () => {

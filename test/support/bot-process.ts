@@ -23,7 +23,7 @@ export interface BotProcess {
 export function startBot(env: Record<string, string>): BotProcess {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO_ROOT, "src/main.ts")], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "info", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "info", PORT: "0", ...env },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
