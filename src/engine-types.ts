@@ -65,6 +65,10 @@ export interface ConversationEngine {
   history(threadKey: ThreadKey): Promise<ThreadHistory | null>;
   listThreads(platform: Platform, limit?: number): Promise<Thread[]>;
   getThread(threadKey: ThreadKey): Promise<Thread | null>;
+  getTurn(turnId: string): Promise<Turn | null>;
+  getImage(imageId: string): Promise<ImageRecord | null>;
+  /** Merges adapter facts (message ids to update, …) into the thread's meta. */
+  updateThreadMeta(threadKey: ThreadKey, meta: Record<string, unknown>): Promise<void>;
   imageBytes(image: ImageRecord): Promise<Buffer>;
   /** Turns of this platform still queued or running (a crash leaves them so until a worker picks them up). */
   unfinishedTurns(platform: Platform): Promise<Turn[]>;

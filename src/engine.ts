@@ -426,6 +426,18 @@ export class Engine implements ConversationEngine {
     return this.#store.getThread(threadKey);
   }
 
+  getTurn(turnId: string): Promise<Turn | null> {
+    return this.#store.getTurn(turnId);
+  }
+
+  getImage(imageId: string): Promise<ImageRecord | null> {
+    return this.#store.getImage(imageId);
+  }
+
+  updateThreadMeta(threadKey: ThreadKey, meta: Record<string, unknown>): Promise<void> {
+    return this.#store.updateThreadMeta(threadKey, meta);
+  }
+
   imageBytes(image: ImageRecord): Promise<Buffer> {
     return this.#blobs.get(image.sha256);
   }

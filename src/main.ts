@@ -2,31 +2,56 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
 import { ConsoleAdapter } from "../adapters/console/console-adapter.ts";
-import { createApp } from "./app.ts";
-import { loadConfig } from "./config.ts";
+import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
+import { type App, createApp } from "./app.ts";
+import { type Config, loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
 import { startHttpServer } from "./http-server.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger, type Logger } from "./logger.ts";
 
 /**
- * `npm start`: every adapter whose token is set, and the workers. With no platform token, the console adapter
- * runs in this terminal; its logs go to a file so they do not interleave with the conversation.
+ * `npm start`: every adapter whose token is set, the HTTP server and the workers. With no platform token, the
+ * console adapter runs in this terminal; its logs go to a file so they do not interleave with the conversation.
  */
 async function main(): Promise<void> {
   const config = loadConfig(process.env, { requireOpenAIKey: true });
-  if (config.slack || config.discord) {
-    const which = [config.slack && "Slack", config.discord && "Discord"].filter(Boolean).join(" and ");
-    throw new AppError(
-      "config_invalid",
-      `${which} token(s) set, but this version only has the console adapter`,
-      {
-        userMessage:
-          `threadcanvas cannot start: the ${which} adapter is not part of this version yet. ` +
-          "Unset SLACK_BOT_TOKEN / DISCORD_TOKEN to use the console.",
-      },
-    );
+  if (config.discord) {
+    throw new AppError("config_invalid", "DISCORD_TOKEN set, but this version has no Discord adapter", {
+      userMessage:
+        "threadcanvas cannot start: the Discord adapter is not part of this version yet. Unset DISCORD_TOKEN.",
+    });
   }
+  if (config.slack) await runSlack(config);
+  else await runConsole(config);
+}
 
+async function runSlack(config: Config): Promise<void> {
+  const slackConfig = config.slack;
+  if (!slackConfig) return;
+  const logger = createLogger(config.logLevel);
+  const app = await createApp(config, logger);
+  const slack = new SlackAdapter({
+    engine: app.engine,
+    logger,
+    botToken: slackConfig.botToken,
+    signingSecret: slackConfig.signingSecret,
+    appToken: slackConfig.appToken,
+    apiUrl: slackConfig.apiUrl,
+    port: config.port,
+    routes: app.routes,
+  });
+  // Over HTTP, Bolt's server answers /slack/events and the operational routes; in Socket Mode ours does.
+  const http = slackConfig.appToken ? await listen(config, app, logger) : null;
+  await app.startWorkers();
+  await slack.start();
+  stopOnSignals(logger, async () => {
+    await slack.stop();
+    await http?.close();
+    await app.stop();
+  });
+}
+
+async function runConsole(config: Config): Promise<void> {
   const logDir = path.join(config.dataDir, "logs");
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, "threadcanvas.log");
@@ -35,14 +60,7 @@ async function main(): Promise<void> {
   if (interactive) process.stdout.write(`Starting (first start creates the database; logs: ${logFile})…\n`);
 
   const app = await createApp(config, logger);
-  const http = await startHttpServer(config.port, app.routes, logger).catch((error: unknown) => {
-    const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
-    throw new AppError("config_invalid", String(error), {
-      userMessage: inUse
-        ? `threadcanvas cannot start: port ${config.port} is in use. Set PORT to a free port (0 picks one).`
-        : `threadcanvas cannot start its HTTP server: ${String(error)}`,
-    });
-  });
+  const http = await listen(config, app, logger);
   const adapter = new ConsoleAdapter({
     engine: app.engine,
     input: process.stdin,
@@ -51,21 +69,39 @@ async function main(): Promise<void> {
     userId: config.consoleUser,
     interactive,
   });
+  const stop = stopOnSignals(logger, async () => {
+    await http.close();
+    await app.stop();
+  });
+  await app.startWorkers();
+  await adapter.run();
+  await stop(0);
+}
+
+async function listen(config: Config, app: App, logger: Logger) {
+  return startHttpServer(config.port, app.routes, logger).catch((error: unknown) => {
+    const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+    throw new AppError("config_invalid", String(error), {
+      userMessage: inUse
+        ? `threadcanvas cannot start: port ${config.port} is in use. Set PORT to a free port (0 picks one).`
+        : `threadcanvas cannot start its HTTP server: ${String(error)}`,
+    });
+  });
+}
+
+/** Stops once on SIGINT/SIGTERM (or when the returned function is called), then exits. */
+function stopOnSignals(logger: Logger, shutdown: () => Promise<void>): (code: number) => Promise<void> {
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    await http.close().catch(() => {});
-    await app.stop().catch((error: unknown) => logger.error({ err: error }, "shutdown failed"));
+    await shutdown().catch((error: unknown) => logger.error({ err: error }, "shutdown failed"));
     logger.flush();
     process.exit(code);
   };
   process.once("SIGINT", () => void stop(130));
   process.once("SIGTERM", () => void stop(143));
-
-  await app.startWorkers();
-  await adapter.run();
-  await stop(0);
+  return stop;
 }
 
 main().catch((error: unknown) => {

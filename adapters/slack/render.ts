@@ -1,0 +1,176 @@
+import type { ImageParams, ImageRecord, Thread, Turn } from "../../src/domain.ts";
+import { describeParams } from "../../src/flags.ts";
+
+/**
+ * Pure rendering for Slack: engine state in, message text and Block Kit out. No I/O, so every shape here is
+ * tested without a server. Button values carry the ids they need, so buttons keep working after a restart.
+ */
+
+export type ButtonAction = "undo" | "variations" | "regenerate" | "use";
+
+export const ACTION_IDS: Record<ButtonAction, string> = {
+  undo: "tc_undo",
+  variations: "tc_variations",
+  regenerate: "tc_regenerate",
+  use: "tc_use",
+};
+
+export interface ButtonValue {
+  /** Thread key. */
+  t: string;
+  /** Image id the action is about. */
+  i: string;
+}
+
+export function encodeButtonValue(value: ButtonValue): string {
+  return JSON.stringify(value);
+}
+
+/** Returns null for anything that is not a value this app made (Slack caps values at 2000 characters). */
+export function decodeButtonValue(raw: string | undefined): ButtonValue | null {
+  try {
+    const value = JSON.parse(raw ?? "") as Partial<ButtonValue>;
+    return typeof value.t === "string" && typeof value.i === "string" ? { t: value.t, i: value.i } : null;
+  } catch {
+    return null;
+  }
+}
+
+export type StatusLine =
+  | { state: "queued"; position: number }
+  | { state: "drawing"; previews?: number }
+  | { state: "retrying"; reason: string; retryInMs: number | null }
+  | { state: "done"; images: number }
+  | { state: "failed"; reason: string };
+
+export function statusText(status: StatusLine): string {
+  switch (status.state) {
+    case "queued":
+      return status.position > 0 ? `⏳ Queued — ${status.position} ahead in this thread` : "⏳ Queued";
+    case "drawing":
+      return status.previews ? `🎨 Drawing… (preview ${status.previews})` : "🎨 Drawing…";
+    case "retrying": {
+      const wait = status.retryInMs ? ` in ${Math.ceil(status.retryInMs / 1000)} s` : "";
+      return `↻ ${status.reason} Retrying${wait}.`;
+    }
+    case "done":
+      return status.images === 1 ? "✅ Done" : `✅ Done — ${status.images} images`;
+    case "failed":
+      return `✖ ${status.reason}`;
+  }
+}
+
+/** Slack's mrkdwn treats &, < and > specially; user text must not become links or mentions. */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** The channel message a /imagine starts: who asked, the prompt, the parameters, and a status kept current. */
+export function rootMessage(
+  request: { userId: string; prompt: string; params: Partial<ImageParams> },
+  status: StatusLine,
+) {
+  const params = describeParams(request.params);
+  const text = `<@${request.userId}> asked for “${truncate(escapeMrkdwn(request.prompt), 2800)}”`;
+  return {
+    text: `${text} — ${statusText(status)}`,
+    blocks: [
+      { type: "section", text: { type: "mrkdwn", text } },
+      {
+        type: "context",
+        elements: [{ type: "mrkdwn", text: [params, statusText(status)].filter(Boolean).join("  ·  ") }],
+      },
+    ],
+  };
+}
+
+/** A status reply for a turn inside a thread (edits, variations, undo …). */
+export function turnStatusMessage(turn: Turn, status: StatusLine) {
+  const what = describeTurn(turn);
+  return { text: `${what} — ${statusText(status)}` };
+}
+
+export function describeTurn(turn: Turn): string {
+  switch (turn.kind) {
+    case "generate":
+      return `New image: “${truncate(escapeMrkdwn(turn.prompt), 200)}”`;
+    case "edit":
+      return `Edit: “${truncate(escapeMrkdwn(turn.prompt), 200)}”`;
+    case "variation":
+      return "Variations";
+    case "undo":
+      return "Undo";
+    case "select":
+      return "Continue from a chosen image";
+  }
+}
+
+/** File names in the thread follow the version: v3-1.png, v3-2.png … */
+export function imageFileName(turn: Turn, image: ImageRecord): string {
+  return `v${turn.seq}-${image.index + 1}.${image.format === "jpeg" ? "jpg" : image.format}`;
+}
+
+/** The message under a result: what changed, and the buttons that act on it. */
+export function resultMessage(thread: Thread, turn: Turn, images: readonly ImageRecord[]) {
+  const head = images[0];
+  const buttons: unknown[] = [];
+  if (head) {
+    const value = encodeButtonValue({ t: thread.key, i: head.id });
+    if (head.parentId) buttons.push(button("Undo", ACTION_IDS.undo, value));
+    buttons.push(button("Variations", ACTION_IDS.variations, value));
+    buttons.push(button("Regenerate", ACTION_IDS.regenerate, value));
+  }
+  // action_id must be unique within a block, so each choice carries its index; the handler matches the prefix.
+  const choices =
+    images.length > 1
+      ? images.map((image) =>
+          button(
+            `Use #${image.index + 1}`,
+            `${ACTION_IDS.use}_${image.index}`,
+            encodeButtonValue({ t: thread.key, i: image.id }),
+          ),
+        )
+      : [];
+  const summary =
+    images.length > 1
+      ? `Version ${turn.seq}: ${images.length} images. Reply in this thread to edit #1, or pick another.`
+      : `Version ${turn.seq}. Reply in this thread to edit it.`;
+  const cost = turn.costUsd === null ? "" : ` · ≈ $${turn.costUsd.toFixed(3)}`;
+  return {
+    text: summary,
+    blocks: [
+      { type: "section", text: { type: "mrkdwn", text: `${summary}${cost}` } },
+      ...(buttons.length > 0
+        ? [{ type: "actions", block_id: `tc_actions_${turn.id}`, elements: buttons }]
+        : []),
+      ...chunk(choices, 5).map((elements, i) => ({
+        type: "actions",
+        block_id: `tc_choices_${turn.id}_${i}`,
+        elements,
+      })),
+    ],
+  };
+}
+
+export function headMovedMessage(turn: Turn): string {
+  if (turn.kind === "undo") return "↩︎ Undone. The next reply edits the previous version.";
+  return "👉 Next replies edit the chosen image.";
+}
+
+export function failureMessage(turn: Turn): string {
+  return `✖ ${describeTurn(turn)} failed: ${turn.errorMessage ?? "something went wrong."}`;
+}
+
+function button(text: string, actionId: string, value: string) {
+  return { type: "button", text: { type: "plain_text", text }, action_id: actionId, value };
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}

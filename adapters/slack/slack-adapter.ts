@@ -1,0 +1,398 @@
+import { Server } from "node:http";
+import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
+import type { WebClient } from "@slack/web-api";
+import type { ImageInput, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
+import { AppError, asAppError } from "../../src/errors.ts";
+import { parseImagineText } from "../../src/flags.ts";
+import type { HttpRoute } from "../../src/http-server.ts";
+import type { Logger } from "../../src/logger.ts";
+import { allowedFileHosts, downloadSlackImage, type SlackFile } from "./files.ts";
+import {
+  ACTION_IDS,
+  decodeButtonValue,
+  failureMessage,
+  headMovedMessage,
+  imageFileName,
+  resultMessage,
+  rootMessage,
+  type StatusLine,
+  turnStatusMessage,
+} from "./render.ts";
+
+export interface SlackAdapterOptions {
+  engine: ConversationEngine;
+  logger: Logger;
+  botToken: string;
+  signingSecret?: string;
+  /** `xapp-…`: Socket Mode instead of HTTP. */
+  appToken?: string;
+  /** Base of Slack's Web API (tests and proxies); Slack's own by default. */
+  apiUrl?: string;
+  /** HTTP mode: where Bolt listens (`POST /slack/events`), with `routes` beside it. */
+  port?: number;
+  routes?: readonly HttpRoute[];
+  /** Largest attachment used as a reference image. */
+  maxAttachmentBytes?: number;
+}
+
+/** Facts about a Slack thread kept in the thread's meta, so any instance can continue it after a restart. */
+interface SlackThreadMeta {
+  channel: string;
+  /** The thread's root message (ours for /imagine, the user's for a mention). */
+  rootTs: string;
+  /** True when the root is our message and shows the first turn's status. */
+  rootIsOurs: boolean;
+  /** `status:<turnId>` → ts of the message showing that turn's status. */
+  [statusKey: `status:${string}`]: string;
+}
+
+const statusKey = (turnId: string) => `status:${turnId}` as const;
+
+export function slackThreadKey(team: string, channel: string, rootTs: string): ThreadKey {
+  return `slack:${team}:${channel}:${rootTs}`;
+}
+
+/**
+ * Slack in, engine intents out; engine results in, Slack messages out. Holds nothing that matters across a
+ * restart: threads, status message ids and button targets live in the store or in the buttons themselves.
+ */
+export class SlackAdapter {
+  readonly app: App;
+  readonly #options: SlackAdapterOptions;
+  readonly #engine: ConversationEngine;
+  readonly #log: Logger;
+  readonly #allowedHosts: Set<string>;
+
+  constructor(options: SlackAdapterOptions) {
+    this.#options = options;
+    this.#engine = options.engine;
+    this.#log = options.logger.child({ adapter: "slack" });
+    this.#allowedHosts = allowedFileHosts(options.apiUrl);
+    const socketMode = Boolean(options.appToken);
+    this.app = new App({
+      token: options.botToken,
+      appToken: options.appToken,
+      socketMode,
+      signingSecret: socketMode ? undefined : options.signingSecret,
+      port: options.port,
+      customRoutes: socketMode ? undefined : options.routes?.map((route) => ({ ...route })),
+      clientOptions: options.apiUrl ? { slackApiUrl: options.apiUrl } : {},
+      logger: boltLogger(this.#log),
+      logLevel: LogLevel.INFO,
+    });
+    this.#registerHandlers();
+    this.#engine.observe("slack", {
+      progress: (event) => this.#onProgress(event),
+      deliver: (event) => this.#deliver(event),
+    });
+  }
+
+  /** Connects (Socket Mode) or listens (HTTP); returns the HTTP port, which matters when `port` was 0. */
+  async start(): Promise<number | null> {
+    const started: unknown = await this.app.start(this.#options.port ?? 3000);
+    const address = started instanceof Server ? started.address() : null;
+    const port = address && typeof address === "object" ? address.port : null;
+    this.#log.info({ socketMode: Boolean(this.#options.appToken), port }, "slack adapter started");
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    await this.app.stop();
+  }
+
+  get #client(): WebClient {
+    return this.app.client;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Slack → engine
+  // -------------------------------------------------------------------------------------------------------
+
+  #registerHandlers(): void {
+    this.app.command("/imagine", async ({ command, ack }) => {
+      // Record and enqueue before acknowledging, well inside Slack's 3 s: no provider call happens here.
+      try {
+        const { prompt, params } = parseImagineText(command.text);
+        const posted = await this.#client.chat.postMessage({
+          channel: command.channel_id,
+          ...rootMessage({ userId: command.user_id, prompt, params }, { state: "queued", position: 0 }),
+        });
+        const rootTs = String(posted.ts);
+        const threadKey = slackThreadKey(command.team_id, command.channel_id, rootTs);
+        const { turn } = await this.#engine.submit({
+          threadKey,
+          kind: "generate",
+          prompt,
+          params,
+          userId: command.user_id,
+          sourceMessageId: rootTs,
+          idempotencyKey: `slack:cmd:${command.trigger_id}`,
+          newThread: {
+            title: prompt.slice(0, 200),
+            meta: { channel: command.channel_id, rootTs, rootIsOurs: true },
+          },
+        });
+        await this.#engine.updateThreadMeta(threadKey, { [statusKey(turn.id)]: rootTs });
+        await ack();
+      } catch (error) {
+        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(error, "imagine")}` });
+      }
+    });
+
+    this.app.event("app_mention", async ({ event, context, body }) => {
+      // A mention inside one of our threads also arrives as a `message` event, which handles it.
+      if (
+        event.thread_ts &&
+        (await this.#knownThread(context.teamId ?? body.team_id, event.channel, event.thread_ts))
+      )
+        return;
+      const team = context.teamId ?? body.team_id;
+      const text = stripMention(event.text ?? "", context.botUserId);
+      await this.#submitFromMessage({
+        team,
+        channel: event.channel,
+        user: event.user ?? "",
+        ts: event.ts,
+        threadKey: slackThreadKey(team, event.channel, event.ts),
+        kind: "generate",
+        text,
+        files: (event as { files?: SlackFile[] }).files ?? [],
+        newThread: {
+          title: text.slice(0, 200),
+          meta: { channel: event.channel, rootTs: event.ts, rootIsOurs: false },
+        },
+      });
+    });
+
+    this.app.event("message", async ({ event, context, body }) => {
+      const message = event as {
+        subtype?: string;
+        bot_id?: string;
+        user?: string;
+        text?: string;
+        ts: string;
+        thread_ts?: string;
+        channel: string;
+        files?: SlackFile[];
+      };
+      // Only people's new messages in a thread: no bots (ourselves included), no edits or deletions.
+      if (message.subtype && message.subtype !== "file_share") return;
+      if (message.bot_id || !message.user || message.user === context.botUserId) return;
+      if (!message.thread_ts || message.thread_ts === message.ts) return;
+      const team = context.teamId ?? body.team_id;
+      const thread = await this.#knownThread(team, message.channel, message.thread_ts);
+      if (!thread) return;
+      await this.#submitFromMessage({
+        team,
+        channel: message.channel,
+        user: message.user,
+        ts: message.ts,
+        threadKey: thread.key,
+        kind: "edit",
+        text: stripMention(message.text ?? "", context.botUserId),
+        files: message.files ?? [],
+      });
+    });
+
+    this.app.action(/^tc_/, async ({ action, ack, body, respond }) => {
+      await ack();
+      const value = decodeButtonValue((action as { value?: string }).value);
+      const actionId = (action as { action_id: string }).action_id;
+      if (!value) return;
+      try {
+        const intent = await this.#intentForButton(actionId, value.t, value.i, body.user.id);
+        const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
+        await this.#submitAndReport({ ...intent, idempotencyKey: `slack:act:${triggerId}` });
+      } catch (error) {
+        await respond({
+          response_type: "ephemeral",
+          replace_original: false,
+          text: `✖ ${this.#userMessage(error, actionId)}`,
+        });
+      }
+    });
+  }
+
+  async #intentForButton(
+    actionId: string,
+    threadKey: string,
+    imageId: string,
+    userId: string,
+  ): Promise<Intent> {
+    if (actionId === ACTION_IDS.undo) return { threadKey, kind: "undo", userId };
+    if (actionId === ACTION_IDS.variations)
+      return { threadKey, kind: "variation", targetImageId: imageId, userId };
+    if (actionId.startsWith(ACTION_IDS.use))
+      return { threadKey, kind: "select", targetImageId: imageId, userId };
+    if (actionId === ACTION_IDS.regenerate) {
+      const image = await this.#engine.getImage(imageId);
+      const origin = image ? await this.#engine.getTurn(image.turnId) : null;
+      if (!origin)
+        throw new AppError("image_not_found", `image ${imageId} is gone`, {
+          userMessage: "That image is no longer available.",
+        });
+      return { threadKey, kind: "generate", prompt: origin.prompt, params: origin.params, userId };
+    }
+    throw new AppError("internal", `unknown action ${actionId}`);
+  }
+
+  async #submitFromMessage(request: {
+    team: string;
+    channel: string;
+    user: string;
+    ts: string;
+    threadKey: ThreadKey;
+    kind: "generate" | "edit";
+    text: string;
+    files: SlackFile[];
+    newThread?: Intent["newThread"];
+  }): Promise<void> {
+    try {
+      const { prompt, params } = parseImagineText(request.text);
+      const referenceImages: ImageInput[] = [];
+      for (const file of request.files) {
+        const bytes = await downloadSlackImage(file, {
+          botToken: this.#options.botToken,
+          allowedHosts: this.#allowedHosts,
+          maxBytes: this.#options.maxAttachmentBytes ?? 20 * 1024 * 1024,
+        });
+        referenceImages.push({
+          bytes,
+          format: file.mimetype === "image/jpeg" ? "jpeg" : file.mimetype === "image/webp" ? "webp" : "png",
+        });
+      }
+      await this.#submitAndReport({
+        threadKey: request.threadKey,
+        kind: request.kind,
+        prompt,
+        params,
+        userId: request.user,
+        sourceMessageId: request.ts,
+        // The message itself, so Slack's retries of the same event (or a mention that is also a message) make one turn.
+        idempotencyKey: `slack:msg:${request.team}:${request.channel}:${request.ts}`,
+        referenceImages,
+        newThread: request.newThread,
+      });
+    } catch (error) {
+      await this.#client.chat
+        .postEphemeral({
+          channel: request.channel,
+          user: request.user,
+          thread_ts: request.kind === "edit" ? (request.threadKey.split(":")[3] ?? undefined) : undefined,
+          text: `✖ ${this.#userMessage(error, "message")}`,
+        })
+        .catch((postError: unknown) => this.#log.warn({ err: postError }, "could not post ephemeral error"));
+    }
+  }
+
+  /** Submits, then posts the turn's status line in the thread (and remembers it, so progress can update it). */
+  async #submitAndReport(intent: Intent): Promise<void> {
+    const { turn, created, position } = await this.#engine.submit(intent);
+    if (!created) return;
+    const meta = slackMeta(await this.#engine.getThread(turn.threadKey));
+    if (!meta) return;
+    const posted = await this.#client.chat.postMessage({
+      channel: meta.channel,
+      thread_ts: meta.rootTs,
+      ...turnStatusMessage(turn, { state: "queued", position }),
+    });
+    await this.#engine.updateThreadMeta(turn.threadKey, { [statusKey(turn.id)]: String(posted.ts) });
+  }
+
+  async #knownThread(team: string, channel: string, threadTs: string): Promise<Thread | null> {
+    return this.#engine.getThread(slackThreadKey(team, channel, threadTs));
+  }
+
+  #userMessage(error: unknown, where: string): string {
+    const appError = asAppError(error);
+    if (appError.code === "internal") this.#log.error({ err: error, where }, "slack request failed");
+    return appError.userMessage;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Engine → Slack
+  // -------------------------------------------------------------------------------------------------------
+
+  async #onProgress(event: Exclude<TurnEvent, { type: "finished" }>): Promise<void> {
+    if (event.type === "queued") return; // shown when the turn was submitted
+    const status: StatusLine =
+      event.type === "running"
+        ? { state: "drawing" }
+        : event.type === "partial"
+          ? { state: "drawing", previews: event.partial.index + 1 }
+          : { state: "retrying", reason: event.reason, retryInMs: event.retryInMs };
+    await this.#updateStatus(event.turn, status);
+  }
+
+  async #deliver({ turn, thread, images }: Extract<TurnEvent, { type: "finished" }>): Promise<void> {
+    const meta = slackMeta(thread);
+    if (!meta) return;
+    const inThread = { channel: meta.channel, thread_ts: meta.rootTs };
+    if (turn.status !== "succeeded") {
+      await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
+      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" });
+      return;
+    }
+    if (images.length === 0) {
+      await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
+      await this.#updateStatus(turn, { state: "done", images: 0 }, thread);
+      return;
+    }
+    const origin = turn.prompt || thread.title;
+    await this.#client.files.uploadV2({
+      channel_id: meta.channel,
+      thread_ts: meta.rootTs,
+      file_uploads: await Promise.all(
+        images.map(async (image) => ({
+          file: await this.#engine.imageBytes(image),
+          filename: imageFileName(turn, image),
+          title: imageFileName(turn, image),
+          alt_text: origin.slice(0, 1000),
+        })),
+      ),
+    });
+    await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
+    await this.#updateStatus(turn, { state: "done", images: images.length }, thread);
+  }
+
+  async #updateStatus(turn: Turn, status: StatusLine, known?: Thread): Promise<void> {
+    const meta = slackMeta(known ?? (await this.#engine.getThread(turn.threadKey)));
+    const ts = meta?.[statusKey(turn.id)];
+    if (!meta || !ts) return;
+    const isRoot = meta.rootIsOurs && ts === meta.rootTs;
+    const message = isRoot
+      ? rootMessage({ userId: turn.userId, prompt: turn.prompt, params: turn.params }, status)
+      : turnStatusMessage(turn, status);
+    await this.#client.chat.update({ channel: meta.channel, ts, ...message });
+  }
+}
+
+function slackMeta(thread: Thread | null): SlackThreadMeta | null {
+  const meta = thread?.meta;
+  return meta && typeof meta.channel === "string" && typeof meta.rootTs === "string"
+    ? (meta as unknown as SlackThreadMeta)
+    : null;
+}
+
+/** `<@U0BOT> make it blue` → `make it blue`. */
+function stripMention(text: string, botUserId: string | undefined): string {
+  return botUserId ? text.replaceAll(`<@${botUserId}>`, "").trim() : text.trim();
+}
+
+/** Bolt logs through our pino logger, so secrets are redacted the same way everywhere. */
+function boltLogger(logger: Logger): BoltLogger {
+  let level = LogLevel.INFO;
+  const child = logger.child({ component: "bolt" });
+  return {
+    debug: (...msg: unknown[]) => child.debug(msg.map(String).join(" ")),
+    info: (...msg: unknown[]) => child.info(msg.map(String).join(" ")),
+    warn: (...msg: unknown[]) => child.warn(msg.map(String).join(" ")),
+    error: (...msg: unknown[]) => child.error(msg.map(String).join(" ")),
+    setLevel: (next: LogLevel) => {
+      level = next;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
+}

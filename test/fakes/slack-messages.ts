@@ -1,0 +1,240 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { validateBlocks } from "./slack-blocks.ts";
+import { parseMaybeJson } from "./slack-driver.ts";
+import {
+  appendMessage,
+  botMessage,
+  type EphemeralRecord,
+  findMessage,
+  listMessages,
+  messageEvent,
+  nextTs,
+  now,
+  type SlackMessage,
+  type SlackState,
+} from "./slack-state.ts";
+import {
+  type Args,
+  botEvent,
+  channelArg,
+  contentArgs,
+  flag,
+  jsonArg,
+  required,
+  SlackApiError,
+  str,
+  threadArg,
+  type WebApiMethod,
+} from "./slack-web-api.ts";
+
+/**
+ * Messages: `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `reactions.add|remove`,
+ * `conversations.replies`, and what a POST to a response_url does to the conversation.
+ */
+
+const RESPONSE_URL_TTL_MS = 30 * 60 * 1000;
+const RESPONSE_URL_MAX_USES = 5;
+
+export const MESSAGE_METHODS: Record<string, WebApiMethod> = {
+  "chat.postMessage": (state, args) => {
+    const channel = channelArg(state, args);
+    const threadTs = threadArg(state, channel.id, args);
+    const content = contentArgs(args);
+    const ts = nextTs(state);
+    const broadcast = threadTs !== undefined && flag(args, "reply_broadcast");
+    const metadata = jsonArg(args, "metadata", "invalid_metadata_format");
+    const message = botMessage(state, {
+      ts,
+      ...content,
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+      ...(broadcast ? { subtype: "thread_broadcast" } : {}),
+      ...(metadata ? { metadata } : {}),
+    });
+    appendMessage(state, channel.id, message);
+    botEvent(state, channel.id, message);
+    return { channel: channel.id, ts, message };
+  },
+
+  "chat.update": (state, args) => {
+    const channel = channelArg(state, args);
+    const ts = required(args, "ts", "message_not_found");
+    const message = findMessage(state, channel.id, ts);
+    if (!message) throw new SlackApiError("message_not_found");
+    if (message.user !== state.botUserId && message.bot_id !== state.botId)
+      throw new SlackApiError("cant_update_message");
+    const previous = structuredClone(message);
+    const content = contentArgs(args);
+    // Like attachments, blocks that are not sent are kept (send `blocks=[]` to remove them).
+    Object.assign(message, content, { edited: { user: state.botUserId, ts: nextTs(state) } });
+    state.updates.push({
+      channel: channel.id,
+      ts,
+      text: content.text,
+      blocks: content.blocks,
+      via: "chat.update",
+    });
+    state.onBotEvent?.({
+      type: "message",
+      subtype: "message_changed",
+      hidden: true,
+      channel: channel.id,
+      ts: nextTs(state),
+      event_ts: message.edited?.ts,
+      message: messageEvent(state, channel.id, message),
+      previous_message: messageEvent(state, channel.id, previous),
+      channel_type: channel.type,
+    });
+    return { channel: channel.id, ts, text: message.text, message };
+  },
+
+  "chat.postEphemeral": (state, args) => {
+    const channel = channelArg(state, args);
+    const user = required(args, "user", "user_not_in_channel");
+    if (!state.users.has(user)) throw new SlackApiError("user_not_in_channel");
+    const threadTs = threadArg(state, channel.id, args);
+    const content = contentArgs(args);
+    const record: EphemeralRecord = {
+      channel: channel.id,
+      user,
+      text: content.text,
+      ...(content.blocks ? { blocks: content.blocks } : {}),
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+      via: "chat.postEphemeral",
+      message_ts: nextTs(state),
+    };
+    state.ephemerals.push(record);
+    return { message_ts: record.message_ts };
+  },
+
+  "reactions.add": (state, args) => {
+    const { message, name } = reactionTarget(state, args);
+    const reaction = message.reactions?.find((r) => r.name === name);
+    if (reaction?.users.includes(state.botUserId)) throw new SlackApiError("already_reacted");
+    if (reaction) {
+      reaction.users.push(state.botUserId);
+      reaction.count += 1;
+    } else message.reactions = [...(message.reactions ?? []), { name, users: [state.botUserId], count: 1 }];
+    return {};
+  },
+
+  "reactions.remove": (state, args) => {
+    const { message, name } = reactionTarget(state, args);
+    const reaction = message.reactions?.find((r) => r.name === name);
+    if (!reaction?.users.includes(state.botUserId)) throw new SlackApiError("no_reaction");
+    reaction.users = reaction.users.filter((u) => u !== state.botUserId);
+    reaction.count -= 1;
+    if (reaction.count === 0) message.reactions = message.reactions?.filter((r) => r !== reaction);
+    return {};
+  },
+
+  "conversations.replies": (state, args) => {
+    const channel = channelArg(state, args, "channel", false);
+    const ts = required(args, "ts", "thread_not_found");
+    const message = findMessage(state, channel.id, ts);
+    if (!message) throw new SlackApiError("thread_not_found");
+    // A reply's ts gives the same thread as its parent's.
+    const thread = listMessages(state, channel.id, message.thread_ts ?? message.ts);
+    const limit = Math.min(Math.max(Number(str(args, "limit") ?? 1000) || 1000, 1), 1000);
+    const start =
+      Number(
+        Buffer.from(str(args, "cursor") ?? "", "base64")
+          .toString()
+          .split(":")[1] ?? 0,
+      ) || 0;
+    const page = thread.slice(start, start + limit);
+    const more = start + limit < thread.length;
+    return {
+      messages: page,
+      has_more: more,
+      response_metadata: {
+        next_cursor: more ? Buffer.from(`offset:${start + limit}`).toString("base64") : "",
+      },
+    };
+  },
+};
+
+function reactionTarget(state: SlackState, args: Args): { message: SlackMessage; name: string } {
+  const channel = channelArg(state, args, "channel", false);
+  const name = str(args, "name");
+  if (!name || !/^[a-z0-9_+'-]+$/.test(name)) throw new SlackApiError("invalid_name");
+  const ts = str(args, "timestamp");
+  if (!ts) throw new SlackApiError("bad_timestamp");
+  const message = findMessage(state, channel.id, ts);
+  if (!message) throw new SlackApiError("message_not_found");
+  return { message, name };
+}
+
+/**
+ * A response_url POST (JSON): valid for 30 minutes and 5 uses. Ephemeral by default; `in_channel` posts a
+ * message; with a message behind it (button clicks), `replace_original` edits and `delete_original` deletes it.
+ */
+export function respond(
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: SlackState,
+  path: string,
+  raw: Buffer,
+) {
+  const entry = state.responseUrls.get(path);
+  const body = parseMaybeJson(raw.toString("utf8"));
+  const answer = (status: number, text: string) => {
+    state.responseUrlPosts.push({
+      url: entry?.url ?? path,
+      use: entry?.uses ?? 0,
+      body,
+      status,
+      answer: text,
+    });
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(text);
+  };
+  if (!entry) return answer(404, "invalid_url");
+  entry.uses += 1;
+  if (now(state) - entry.createdAt > RESPONSE_URL_TTL_MS) return answer(404, "expired_url");
+  if (entry.uses > RESPONSE_URL_MAX_USES) return answer(404, "used_url");
+  if (
+    !(req.headers["content-type"] ?? "").startsWith("application/json") ||
+    typeof body !== "object" ||
+    !body
+  )
+    return answer(400, "invalid_payload");
+  const message = body as Record<string, unknown>;
+  const isTrue = (value: unknown) => value === true || value === "true";
+  const blocks = Array.isArray(message.blocks) ? message.blocks : undefined;
+  if (isTrue(message.delete_original) && entry.messageTs) {
+    const logged = state.log.find((e) => e.channel === entry.channel && e.message.ts === entry.messageTs);
+    if (logged) logged.deleted = true;
+    return answer(200, "ok");
+  }
+  if (typeof message.text !== "string" && !blocks) return answer(400, "no_text");
+  if (message.blocks !== undefined && validateBlocks(message.blocks).length > 0)
+    return answer(400, "invalid_blocks");
+  const content = {
+    text: typeof message.text === "string" ? message.text : "",
+    ...(blocks ? { blocks } : {}),
+  };
+  if (isTrue(message.replace_original) && entry.messageTs) {
+    const original = findMessage(state, entry.channel, entry.messageTs);
+    if (original) {
+      Object.assign(original, content, { edited: { user: state.botUserId, ts: nextTs(state) } });
+      state.updates.push({ channel: entry.channel, ts: original.ts, ...content, via: "response_url" });
+      return answer(200, "ok");
+    }
+  }
+  const threadTs = typeof message.thread_ts === "string" ? message.thread_ts : undefined;
+  if (message.response_type === "in_channel") {
+    const ts = nextTs(state);
+    const posted = botMessage(state, { ts, ...content, ...(threadTs ? { thread_ts: threadTs } : {}) });
+    appendMessage(state, entry.channel, posted);
+    botEvent(state, entry.channel, posted);
+  } else {
+    state.ephemerals.push({
+      channel: entry.channel,
+      user: entry.user,
+      ...content,
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+      via: "response_url",
+      message_ts: nextTs(state),
+    });
+  }
+  answer(200, "ok");
+}

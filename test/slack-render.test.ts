@@ -1,0 +1,145 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  ACTION_IDS,
+  decodeButtonValue,
+  encodeButtonValue,
+  escapeMrkdwn,
+  resultMessage,
+  rootMessage,
+  statusText,
+} from "../adapters/slack/render.ts";
+import { DEFAULT_PARAMS, type ImageRecord, type Thread, type Turn } from "../src/domain.ts";
+
+const thread: Thread = {
+  key: "slack:T1:C1:1712.0001",
+  platform: "slack",
+  headImageId: "img-2",
+  title: "a fox",
+  createdBy: "U1",
+  meta: {},
+  createdAt: new Date(0),
+  updatedAt: new Date(0),
+};
+const turn = (overrides: Partial<Turn> = {}): Turn => ({
+  id: "turn-1",
+  threadKey: thread.key,
+  seq: 2,
+  kind: "generate",
+  status: "succeeded",
+  prompt: "a fox",
+  params: DEFAULT_PARAMS,
+  userId: "U1",
+  sourceMessageId: null,
+  idempotencyKey: null,
+  targetImageId: null,
+  referenceImages: [],
+  baseImageId: null,
+  providerRequestId: null,
+  errorCode: null,
+  errorMessage: null,
+  attempts: 1,
+  costUsd: 0.04,
+  createdAt: new Date(0),
+  startedAt: null,
+  finishedAt: null,
+  deliveredAt: null,
+  ...overrides,
+});
+const image = (index: number, parentId: string | null = null): ImageRecord => ({
+  id: `img-${index}`,
+  threadKey: thread.key,
+  turnId: "turn-1",
+  parentId,
+  index,
+  sha256: "0".repeat(64),
+  byteSize: 10,
+  format: "png",
+  width: 1024,
+  height: 1024,
+  createdAt: new Date(0),
+});
+
+type Block = {
+  type: string;
+  block_id?: string;
+  elements?: Array<{ action_id: string; value: string; text: { text: string } }>;
+};
+const buttonsOf = (blocks: unknown[]) =>
+  (blocks as Block[]).filter((b) => b.type === "actions").flatMap((b) => b.elements ?? []);
+
+describe("slack rendering", () => {
+  it("round-trips button values and rejects values it did not make", () => {
+    const value = { t: thread.key, i: "img-1" };
+    expect(decodeButtonValue(encodeButtonValue(value))).toEqual(value);
+    expect(decodeButtonValue("job-42")).toBeNull();
+    expect(decodeButtonValue(JSON.stringify({ t: 1 }))).toBeNull();
+    expect(
+      encodeButtonValue({ t: "slack:T0123456789:C0123456789:1712345678.123456", i: crypto.randomUUID() })
+        .length,
+    ).toBeLessThan(2000);
+  });
+
+  it("offers Undo only when there is a previous version", () => {
+    const first = buttonsOf(resultMessage(thread, turn(), [image(0)]).blocks);
+    expect(first.map((b) => b.text.text)).toEqual(["Variations", "Regenerate"]);
+    const edited = buttonsOf(resultMessage(thread, turn({ kind: "edit" }), [image(0, "img-parent")]).blocks);
+    expect(edited.map((b) => b.action_id)).toEqual([
+      ACTION_IDS.undo,
+      ACTION_IDS.variations,
+      ACTION_IDS.regenerate,
+    ]);
+  });
+
+  it("gives several images each a 'Use' button with an action_id unique in its block", () => {
+    const images = [0, 1, 2, 3, 4, 5].map((i) => image(i));
+    const { blocks } = resultMessage(thread, turn(), images);
+    const choiceBlocks = (blocks as Block[]).filter((b) => b.block_id?.startsWith("tc_choices"));
+    expect(choiceBlocks).toHaveLength(2); // Slack allows 5 buttons per actions block here
+    for (const block of choiceBlocks) {
+      const ids = (block.elements ?? []).map((e) => e.action_id);
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+    const uses = buttonsOf(blocks).filter((b) => b.action_id.startsWith(ACTION_IDS.use));
+    expect(uses.map((b) => decodeButtonValue(b.value)?.i)).toEqual(images.map((i) => i.id));
+  });
+
+  it("escapes user text so a prompt cannot mention or link", () => {
+    expect(escapeMrkdwn("<!channel> & <@U1>")).toBe("&lt;!channel&gt; &amp; &lt;@U1&gt;");
+    const root = rootMessage(
+      { userId: "U9", prompt: "<!here> a fox", params: { size: "1536x864" } },
+      { state: "queued", position: 0 },
+    );
+    expect(JSON.stringify(root)).not.toContain("<!here>");
+    expect(root.text).toContain("<@U9>");
+  });
+
+  it("says where a turn stands", () => {
+    expect(statusText({ state: "queued", position: 2 })).toMatch(/2 ahead/);
+    expect(statusText({ state: "retrying", reason: "OpenAI is busy.", retryInMs: 1500 })).toMatch(
+      /Retrying in 2 s/,
+    );
+    expect(statusText({ state: "failed", reason: "Blocked by the safety system." })).toMatch(/safety/);
+  });
+
+  it("the manifest asks for what the adapter uses", () => {
+    const manifest = JSON.parse(
+      readFileSync(new URL("../adapters/slack/manifest.json", import.meta.url), "utf8"),
+    );
+    expect(manifest.features.slash_commands.map((c: { command: string }) => c.command)).toEqual(["/imagine"]);
+    expect(manifest.oauth_config.scopes.bot).toEqual(
+      expect.arrayContaining([
+        "commands",
+        "chat:write",
+        "files:write",
+        "files:read",
+        "app_mentions:read",
+        "channels:history",
+      ]),
+    );
+    expect(manifest.settings.event_subscriptions.bot_events).toEqual(
+      expect.arrayContaining(["app_mention", "message.channels"]),
+    );
+    expect(manifest.settings.interactivity.is_enabled).toBe(true);
+  });
+});
