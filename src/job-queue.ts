@@ -133,14 +133,31 @@ export class PgBossTurnQueue {
         localConcurrency: this.#options.concurrency,
         batchSize: 1,
         pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
-        // NOTIFY wakes workers for new jobs only. A thread's next turn becomes fetchable when the one before it
-        // completes, and a retry when its delay passes; neither notifies, so the backstop poll must be short.
+        // NOTIFY wakes workers for new jobs only. A retry becomes fetchable when its delay passes without any
+        // notification, so the backstop poll stays short.
         notifyPollingIntervalSeconds: this.#options.pollingIntervalSeconds,
       },
       async (jobs) => {
-        for (const job of jobs) await handler(job.data, { retryCount: job.retryCount, signal: job.signal });
+        try {
+          for (const job of jobs) await handler(job.data, { retryCount: job.retryCount, signal: job.signal });
+        } finally {
+          this.#fetchAgainWhenDone();
+        }
       },
     );
+  }
+
+  /**
+   * A completed job can unblock the next turn of its thread (key_strict_fifo), and a backlog may be waiting,
+   * but pg-boss sends no NOTIFY on completion: the worker would sleep out its poll interval before fetching
+   * again, capping a backlog at `concurrency` turns per second. A notified worker skips that one sleep, so
+   * marking every busy worker here (its job is still running; pg-boss completes it after we return) makes each
+   * fetch again the moment its job is completed. An empty fetch then sleeps as usual.
+   */
+  #fetchAgainWhenDone(): void {
+    for (const worker of this.#boss.getWipData()) {
+      if (worker.name === TURN_QUEUE && worker.count > 0) this.#boss.notifyWorker(worker.id);
+    }
   }
 
   /** Stops fetching, waits up to `graceMs` for turns in progress, then closes pg-boss's connections. */

@@ -94,6 +94,10 @@ export const turns = pgTable(
     check("turns_attempts_check", sql`${t.attempts} >= 0`),
     // Recovery after a crash scans only the few unfinished turns, oldest first.
     index("turns_unfinished_idx").on(t.status, t.createdAt).where(sql`${t.status} in ('queued', 'running')`),
+    // How many turns are ahead of a new one in its thread, without walking a long thread's finished turns.
+    index("turns_thread_unfinished_idx")
+      .on(t.threadKey, t.seq)
+      .where(sql`${t.status} in ('queued', 'running')`),
   ],
 );
 

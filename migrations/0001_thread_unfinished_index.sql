@@ -1,0 +1,1 @@
+CREATE INDEX "turns_thread_unfinished_idx" ON "turns" USING btree ("thread_key","seq") WHERE "turns"."status" in ('queued', 'running');
