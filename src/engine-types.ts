@@ -45,7 +45,18 @@ export type TurnEvent =
   | { type: "partial"; turn: Turn; partial: PartialImage }
   /** A retryable failure; the turn will run again after `retryInMs`. */
   | { type: "retrying"; turn: Turn; reason: string; retryInMs: number | null }
-  | { type: "finished"; turn: Turn; thread: Thread; images: ImageRecord[] };
+  | {
+      type: "finished";
+      turn: Turn;
+      thread: Thread;
+      images: ImageRecord[];
+      /**
+       * True when this turn's outcome was saved by an earlier run whose delivery did not get recorded (the
+       * process died, or delivering threw part-way): some of it may already be on the platform, so the observer
+       * should check what is there before posting again.
+       */
+      redelivery: boolean;
+    };
 
 /**
  * How results get back to a platform. One observer per platform, registered by its adapter; after a restart the

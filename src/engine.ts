@@ -244,7 +244,7 @@ export class Engine implements ConversationEngine {
     if (!started) {
       // Already finished (a job that ran twice, or a crash after the outcome was saved): only delivery may remain.
       const turn = await this.#store.getTurn(job.turnId);
-      if (turn && !turn.deliveredAt) await this.#deliver(turn, log);
+      if (turn && !turn.deliveredAt) await this.#deliver(turn, log, true);
       return;
     }
     log.info({ kind: started.kind }, "turn started");
@@ -283,7 +283,7 @@ export class Engine implements ConversationEngine {
       log.warn({ code: error.code, err: error }, "turn failed");
       finished = await this.#store.failTurn(started.id, error.code, error.userMessage);
     }
-    await this.#deliver(finished, log);
+    await this.#deliver(finished, log, false);
   }
 
   async #execute(turn: Turn, signal: AbortSignal): Promise<TurnOutcome> {
@@ -396,7 +396,7 @@ export class Engine implements ConversationEngine {
   }
 
   /** Hands the outcome to the platform; a delivery that throws makes the job run again (delivery only). */
-  async #deliver(turn: Turn, log: Logger): Promise<void> {
+  async #deliver(turn: Turn, log: Logger, redelivery: boolean): Promise<void> {
     const observer = this.#observers.get(platformOf(turn.threadKey));
     if (!observer) {
       log.warn("no adapter for this platform is running here; the result waits in the store");
@@ -405,9 +405,9 @@ export class Engine implements ConversationEngine {
     const thread = await this.#store.getThread(turn.threadKey);
     if (!thread) return;
     const images = await this.#store.getTurnImages(turn.id);
-    await observer.deliver({ type: "finished", turn, thread, images });
+    await observer.deliver({ type: "finished", turn, thread, images, redelivery });
     await this.#store.markDelivered(turn.id);
-    log.info({ status: turn.status }, "delivered");
+    log.info({ status: turn.status, redelivery }, "delivered");
   }
 
   // -------------------------------------------------------------------------------------------------------

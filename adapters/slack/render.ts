@@ -152,6 +152,16 @@ export function resultMessage(thread: Thread, turn: Turn, images: readonly Image
   };
 }
 
+/**
+ * Message metadata on the message that closes a turn (result, failure, head moved). A delivery that runs again
+ * after a crash reads the thread back and finds it, so nothing is posted twice.
+ */
+export const TURN_EVENT_TYPE = "threadcanvas_turn";
+
+export function turnMetadata(turn: Turn) {
+  return { event_type: TURN_EVENT_TYPE, event_payload: { turn_id: turn.id } };
+}
+
 export function headMovedMessage(turn: Turn): string {
   if (turn.kind === "undo") return "↩︎ Undone. The next reply edits the previous version.";
   return "👉 Next replies edit the chosen image.";

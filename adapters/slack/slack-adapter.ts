@@ -17,6 +17,8 @@ import {
   resultMessage,
   rootMessage,
   type StatusLine,
+  TURN_EVENT_TYPE,
+  turnMetadata,
   turnStatusMessage,
 } from "./render.ts";
 
@@ -63,6 +65,9 @@ export class SlackAdapter {
   readonly #engine: ConversationEngine;
   readonly #log: Logger;
   readonly #allowedHosts: Set<string>;
+  /** Status messages being posted for turns submitted here; progress for a turn waits for its message. */
+  readonly #statusPosts = new Map<string, Promise<void>>();
+  #botUserId: string | undefined;
 
   constructor(options: SlackAdapterOptions) {
     this.#options = options;
@@ -75,6 +80,10 @@ export class SlackAdapter {
       appToken: options.appToken,
       socketMode,
       signingSecret: socketMode ? undefined : options.signingSecret,
+      // Over HTTP, Slack's request is answered only once the handlers are done, so an event is acknowledged
+      // after its turn is recorded: a crash before that makes Slack retry it instead of losing it. (Socket
+      // Mode acknowledges events before handlers run; Bolt offers no way to wait there.)
+      processBeforeResponse: !socketMode,
       port: options.port,
       customRoutes: socketMode ? undefined : options.routes?.map((route) => ({ ...route })),
       clientOptions: options.apiUrl ? { slackApiUrl: options.apiUrl } : {},
@@ -90,6 +99,7 @@ export class SlackAdapter {
 
   /** Connects (Socket Mode) or listens (HTTP); returns the HTTP port, which matters when `port` was 0. */
   async start(): Promise<number | null> {
+    this.#botUserId = (await this.#client.auth.test()).user_id;
     const started: unknown = await this.app.start(this.#options.port ?? 3000);
     const address = started instanceof Server ? started.address() : null;
     const port = address && typeof address === "object" ? address.port : null;
@@ -111,17 +121,19 @@ export class SlackAdapter {
 
   #registerHandlers(): void {
     this.app.command("/imagine", async ({ command, ack }) => {
-      // Record and enqueue before acknowledging, well inside Slack's 3 s: no provider call happens here.
+      // Record and enqueue before acknowledging, well inside Slack's 3 s: no provider call happens here. The
+      // thread is keyed by its root message, so the root is posted first; its status line is the first turn's.
+      let rootTs: string | undefined;
       try {
         const { prompt, params } = parseImagineText(command.text);
+        const root = { userId: command.user_id, prompt, params };
         const posted = await this.#client.chat.postMessage({
           channel: command.channel_id,
-          ...rootMessage({ userId: command.user_id, prompt, params }, { state: "queued", position: 0 }),
+          ...rootMessage(root, { state: "queued", position: 0 }),
         });
-        const rootTs = String(posted.ts);
-        const threadKey = slackThreadKey(command.team_id, command.channel_id, rootTs);
-        const { turn } = await this.#engine.submit({
-          threadKey,
+        rootTs = String(posted.ts);
+        await this.#engine.submit({
+          threadKey: slackThreadKey(command.team_id, command.channel_id, rootTs),
           kind: "generate",
           prompt,
           params,
@@ -133,10 +145,11 @@ export class SlackAdapter {
             meta: { channel: command.channel_id, rootTs, rootIsOurs: true },
           },
         });
-        await this.#engine.updateThreadMeta(threadKey, { [statusKey(turn.id)]: rootTs });
         await ack();
       } catch (error) {
-        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(error, "imagine")}` });
+        const message = this.#userMessage(error, "imagine");
+        await ack({ response_type: "ephemeral", text: `✖ ${message}` });
+        if (rootTs) await this.#markRootFailed(command, rootTs, message);
       }
     });
 
@@ -196,15 +209,17 @@ export class SlackAdapter {
     });
 
     this.app.action(/^tc_/, async ({ action, ack, body, respond }) => {
-      await ack();
       const value = decodeButtonValue((action as { value?: string }).value);
       const actionId = (action as { action_id: string }).action_id;
-      if (!value) return;
+      if (!value) return await ack();
       try {
         const intent = await this.#intentForButton(actionId, value.t, value.i, body.user.id);
         const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
+        // Acknowledged once recorded, as for commands: a click is never acknowledged and then lost.
         await this.#submitAndReport({ ...intent, idempotencyKey: `slack:act:${triggerId}` });
+        await ack();
       } catch (error) {
+        await ack();
         await respond({
           response_type: "ephemeral",
           replace_original: false,
@@ -286,10 +301,23 @@ export class SlackAdapter {
     }
   }
 
-  /** Submits, then posts the turn's status line in the thread (and remembers it, so progress can update it). */
+  /**
+   * Submits, then posts the turn's status line in the thread (queued, and how many are ahead) without holding
+   * up the acknowledgement. Progress for the turn waits for that message; its ts goes into the thread's meta so
+   * any instance can keep it current.
+   */
   async #submitAndReport(intent: Intent): Promise<void> {
     const { turn, created, position } = await this.#engine.submit(intent);
     if (!created) return;
+    const posting = this.#postStatus(turn, position)
+      .catch((error: unknown) =>
+        this.#log.warn({ err: error, turnId: turn.id }, "could not post turn status"),
+      )
+      .finally(() => this.#statusPosts.delete(turn.id));
+    this.#statusPosts.set(turn.id, posting);
+  }
+
+  async #postStatus(turn: Turn, position: number): Promise<void> {
     const meta = slackMeta(await this.#engine.getThread(turn.threadKey));
     if (!meta) return;
     const posted = await this.#client.chat.postMessage({
@@ -298,6 +326,22 @@ export class SlackAdapter {
       ...turnStatusMessage(turn, { state: "queued", position }),
     });
     await this.#engine.updateThreadMeta(turn.threadKey, { [statusKey(turn.id)]: String(posted.ts) });
+  }
+
+  /** A /imagine whose turn could not be recorded: its root message must not stay "queued" forever. */
+  async #markRootFailed(
+    command: { channel_id: string; user_id: string; text: string },
+    rootTs: string,
+    reason: string,
+  ): Promise<void> {
+    const { prompt, params } = parseImagineText(command.text);
+    await this.#client.chat
+      .update({
+        channel: command.channel_id,
+        ts: rootTs,
+        ...rootMessage({ userId: command.user_id, prompt, params }, { state: "failed", reason }),
+      })
+      .catch((error: unknown) => this.#log.warn({ err: error }, "could not mark the root message failed"));
   }
 
   async #knownThread(team: string, channel: string, threadTs: string): Promise<Thread | null> {
@@ -325,40 +369,90 @@ export class SlackAdapter {
     await this.#updateStatus(event.turn, status);
   }
 
-  async #deliver({ turn, thread, images }: Extract<TurnEvent, { type: "finished" }>): Promise<void> {
+  /**
+   * Uploads the images into the thread, then posts the closing message (buttons, or why it failed) carrying the
+   * turn's metadata, then updates the status line. A redelivery first reads the thread back and skips what is
+   * already there, so a crash anywhere in here ends with each image and each message posted once.
+   */
+  async #deliver({
+    turn,
+    thread,
+    images,
+    redelivery,
+  }: Extract<TurnEvent, { type: "finished" }>): Promise<void> {
     const meta = slackMeta(thread);
     if (!meta) return;
-    const inThread = { channel: meta.channel, thread_ts: meta.rootTs };
+    const inThread = { channel: meta.channel, thread_ts: meta.rootTs, metadata: turnMetadata(turn) };
+    const already = redelivery
+      ? await this.#alreadyPosted(meta, turn)
+      : { files: new Set<string>(), closed: false };
     if (turn.status !== "succeeded") {
-      await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
-      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" });
+      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
+      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" }, thread);
       return;
     }
     if (images.length === 0) {
-      await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
+      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
       await this.#updateStatus(turn, { state: "done", images: 0 }, thread);
       return;
     }
-    const origin = turn.prompt || thread.title;
-    await this.#client.files.uploadV2({
-      channel_id: meta.channel,
-      thread_ts: meta.rootTs,
-      file_uploads: await Promise.all(
-        images.map(async (image) => ({
-          file: await this.#engine.imageBytes(image),
-          filename: imageFileName(turn, image),
-          title: imageFileName(turn, image),
-          alt_text: origin.slice(0, 1000),
-        })),
-      ),
-    });
-    await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
+    const missing = images.filter((image) => !already.files.has(imageFileName(turn, image)));
+    if (missing.length > 0) {
+      const origin = turn.prompt || thread.title;
+      await this.#client.files.uploadV2({
+        channel_id: meta.channel,
+        thread_ts: meta.rootTs,
+        file_uploads: await Promise.all(
+          missing.map(async (image) => ({
+            file: await this.#engine.imageBytes(image),
+            filename: imageFileName(turn, image),
+            title: imageFileName(turn, image),
+            alt_text: origin.slice(0, 1000),
+          })),
+        ),
+      });
+    }
+    if (!already.closed)
+      await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
     await this.#updateStatus(turn, { state: "done", images: images.length }, thread);
   }
 
+  /**
+   * What an earlier delivery of this turn already put in the thread: our files (named by version, which is
+   * unique in a thread) and the closing message (found by its metadata).
+   */
+  async #alreadyPosted(meta: SlackThreadMeta, turn: Turn): Promise<{ files: Set<string>; closed: boolean }> {
+    const files = new Set<string>();
+    let closed = false;
+    let cursor: string | undefined;
+    do {
+      const page = await this.#client.conversations.replies({
+        channel: meta.channel,
+        ts: meta.rootTs,
+        include_all_metadata: true,
+        limit: 200,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const message of page.messages ?? []) {
+        if (!this.#botUserId || message.user !== this.#botUserId) continue;
+        for (const file of message.files ?? []) if (file.name) files.add(file.name);
+        const metadata = message.metadata as
+          | { event_type?: string; event_payload?: { turn_id?: unknown } }
+          | undefined;
+        if (metadata?.event_type === TURN_EVENT_TYPE && metadata.event_payload?.turn_id === turn.id)
+          closed = true;
+      }
+      cursor = page.response_metadata?.next_cursor || undefined;
+    } while (cursor);
+    this.#log.info({ turnId: turn.id, files: files.size, closed }, "redelivery: read back the thread");
+    return { files, closed };
+  }
+
   async #updateStatus(turn: Turn, status: StatusLine, known?: Thread): Promise<void> {
-    const meta = slackMeta(known ?? (await this.#engine.getThread(turn.threadKey)));
-    const ts = meta?.[statusKey(turn.id)];
+    await this.#statusPosts.get(turn.id);
+    let meta = slackMeta(known ?? null);
+    if (!statusTsOf(meta, turn)) meta = slackMeta(await this.#engine.getThread(turn.threadKey));
+    const ts = statusTsOf(meta, turn);
     if (!meta || !ts) return;
     const isRoot = meta.rootIsOurs && ts === meta.rootTs;
     const message = isRoot
@@ -366,6 +460,15 @@ export class SlackAdapter {
       : turnStatusMessage(turn, status);
     await this.#client.chat.update({ channel: meta.channel, ts, ...message });
   }
+}
+
+/** The message showing a turn's status: its own reply, or the root for the turn a /imagine started. */
+function statusTsOf(meta: SlackThreadMeta | null, turn: Turn): string | undefined {
+  if (!meta) return undefined;
+  return (
+    meta[statusKey(turn.id)] ??
+    (meta.rootIsOurs && turn.sourceMessageId === meta.rootTs ? meta.rootTs : undefined)
+  );
 }
 
 function slackMeta(thread: Thread | null): SlackThreadMeta | null {

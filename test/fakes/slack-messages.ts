@@ -141,7 +141,11 @@ export const MESSAGE_METHODS: Record<string, WebApiMethod> = {
           .toString()
           .split(":")[1] ?? 0,
       ) || 0;
-    const page = thread.slice(start, start + limit);
+    // Message metadata is returned only when asked for.
+    const withMetadata = flag(args, "include_all_metadata");
+    const page = thread
+      .slice(start, start + limit)
+      .map(({ metadata, ...message }) => (withMetadata && metadata ? { ...message, metadata } : message));
     const more = start + limit < thread.length;
     return {
       messages: page,

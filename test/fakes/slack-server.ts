@@ -157,6 +157,11 @@ export interface FakeSlack extends Readonly<SlackIdentity> {
     sendInteraction(payload: Record<string, unknown>, options?: SocketSendOptions): Promise<AckRecord>;
   };
 
+  /**
+   * Runs `hook` once, after the next successful call of a Web API method has taken effect and before its answer
+   * is sent (awaited): a test can kill the bot at exactly that point.
+   */
+  afterNextCall(method: string, hook: () => void | Promise<void>): void;
   /** Scripted failures for the next calls of a Web API method (`"upload"`: the upload URL). */
   failNext(method: string, ...failures: SlackFailure[]): void;
   setEchoTarget(target: string | "socket" | null): void;
@@ -204,6 +209,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     lastTs: { sec: 0, micro: 0 },
     seq: 0,
     onBotEvent: null,
+    afterCall: new Map(),
   };
   const addChannel = (c: Pick<ChannelInfo, "id" | "name"> & Partial<ChannelInfo>) =>
     void state.channels.set(c.id, { type: c.id.startsWith("D") ? "im" : "channel", member: true, ...c });
@@ -370,6 +376,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       sendInteraction: (payload, opts) => socket.send("interactive", payload, opts),
     },
 
+    afterNextCall: (method, hook) =>
+      void state.afterCall.set(method, [...(state.afterCall.get(method) ?? []), hook]),
     failNext: (method, ...list) => void failures.set(method, [...(failures.get(method) ?? []), ...list]),
     setEchoTarget,
     advanceClock: (ms) => void (state.clockOffsetMs += ms),
@@ -382,6 +390,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         state.pendingUploads,
         state.uploadTickets,
         state.responseUrls,
+        state.afterCall,
         failures,
       ])
         map.clear();

@@ -197,6 +197,8 @@ export interface SlackState extends SlackIdentity {
   seq: number;
   /** Called with the event Slack would send for a message the bot itself caused (see `echoBotMessagesTo`). */
   onBotEvent: ((event: Record<string, unknown>) => void) | null;
+  /** One-shot hooks run after a Web API method succeeded, before its answer is sent (see `afterNextCall`). */
+  afterCall: Map<string, Array<() => void | Promise<void>>>;
 }
 
 export function now(state: SlackState): number {

@@ -87,7 +87,9 @@ export async function handleWebApi(
       if (applyFailure(failure, req, res, (status) => void (call.error = `HTTP ${status}`))) return;
       throw new SlackApiError((failure as { error: string }).error);
     }
-    answer({ ok: true, ...handler(state, args) });
+    const result = handler(state, args);
+    await state.afterCall.get(method)?.shift()?.();
+    answer({ ok: true, ...result });
   } catch (error) {
     if (!(error instanceof SlackApiError)) {
       console.error("[fake-slack]", error);

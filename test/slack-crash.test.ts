@@ -1,0 +1,141 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { PostgresConversationStore } from "../src/conversation-store.ts";
+import { openDatabase } from "../src/db/database.ts";
+import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
+import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
+import { type BotProcess, startBot } from "./support/bot-process.ts";
+import { createTestDataDir, type TestDataDir } from "./support/database.ts";
+
+/**
+ * `npm start` with Slack configured, killed with SIGKILL at the two moments that matter, then started again:
+ * while the provider is drawing, and right after the image was shared into the thread but before the bot knew.
+ * Either way the thread ends with one root message, one upload, one result message, and the status says done.
+ */
+const CHANNEL = "C0001";
+let openai: FakeOpenAI;
+let slack: FakeSlack;
+let data: TestDataDir;
+const bots: BotProcess[] = [];
+
+beforeAll(async () => {
+  openai = await startFakeOpenAI();
+  slack = await startFakeSlack();
+});
+beforeEach(async () => {
+  openai.reset();
+  slack.reset();
+  await data?.cleanup();
+  data = await createTestDataDir();
+});
+afterAll(async () => {
+  for (const bot of bots) bot.child.kill("SIGKILL");
+  await slack?.close();
+  await openai?.close();
+  await data?.cleanup();
+});
+
+/** Starts the bot over HTTP on a free port; resolves with its /slack/events URL once it listens. */
+async function startSlackBot(): Promise<{ bot: BotProcess; url: string }> {
+  const bot = startBot({
+    OPENAI_API_KEY: openai.apiKey,
+    OPENAI_BASE_URL: openai.baseUrl,
+    DATA_DIR: data.dataDir,
+    SLACK_BOT_TOKEN: slack.botToken,
+    SLACK_SIGNING_SECRET: slack.signingSecret,
+    SLACK_API_URL: slack.apiUrl,
+  });
+  bots.push(bot);
+  await bot.waitForOutput(/"msg":"slack adapter started"/);
+  const port = bot.stdout().match(/"port":(\d+),"msg":"slack adapter started"/)?.[1];
+  return { bot, url: `http://127.0.0.1:${port}/slack/events` };
+}
+
+async function kill(bot: BotProcess): Promise<void> {
+  bot.child.kill("SIGKILL");
+  expect((await bot.exited).signal).toBe("SIGKILL");
+}
+
+async function imagine(url: string, text: string): Promise<SlackMessage> {
+  const ack = await slack.sendSlashCommand(url, { text, channel_id: CHANNEL, user_id: "U0001" });
+  expect(ack.ok).toBe(true);
+  const roots = slack.messages(CHANNEL).filter((m) => m.user === slack.botUserId);
+  expect(roots).toHaveLength(1);
+  return roots[0] as SlackMessage;
+}
+
+/** After the restart: waits until the turn is recorded as delivered, then checks what the thread shows. */
+async function expectDeliveredOnce(bot: BotProcess, root: SlackMessage): Promise<void> {
+  await bot.waitForOutput(/"msg":"delivered"/, 90_000);
+  expect(slack.messages(CHANNEL).filter((m) => m.user === slack.botUserId)).toEqual([
+    expect.objectContaining({ ts: root.ts }),
+  ]);
+  const completed = slack.uploads.filter((u) => u.completed && u.thread_ts === root.ts);
+  expect(completed.map((u) => u.filename)).toEqual(["v1-1.png"]);
+  const replies = slack.messages(CHANNEL, root.ts).filter((m) => m.ts !== root.ts);
+  const results = replies.filter((m) => m.text.startsWith("Version 1"));
+  expect(results).toHaveLength(1);
+  expect(replies.filter((m) => m.files?.length)).toHaveLength(1);
+  expect(slack.message(CHANNEL, root.ts)?.text).toContain("Done");
+
+  // Stopped cleanly, the store agrees: one turn, delivered, and the uploaded bytes are its stored image.
+  bot.child.kill("SIGTERM");
+  expect((await bot.exited).code).toBe(143);
+  const database = await openDatabase({ dataDir: data.dataDir });
+  try {
+    const store = new PostgresConversationStore(database.db);
+    const [thread] = await store.listThreads("slack", 10);
+    const history = await store.history(thread?.key ?? "");
+    expect(history?.turns.map((t) => t.status)).toEqual(["succeeded"]);
+    expect(history?.turns[0]?.deliveredAt).toBeInstanceOf(Date);
+    expect(history?.images).toHaveLength(1);
+    const uploaded = createHash("sha256")
+      .update(completed[0]?.bytes ?? "")
+      .digest("hex");
+    expect(history?.images[0]?.sha256).toBe(uploaded);
+  } finally {
+    await database.close();
+  }
+}
+
+it("a bot killed while the provider draws finishes the turn once after a restart", {
+  timeout: 120_000,
+}, async () => {
+  openai.setLatency(60_000);
+  const first = await startSlackBot();
+  const root = await imagine(first.url, "a lighthouse in a storm");
+  await waitUntil(() => openai.requests.length === 1);
+  await kill(first.bot);
+  expect(slack.uploads).toHaveLength(0);
+
+  openai.setLatency(0);
+  const second = await startSlackBot();
+  await expectDeliveredOnce(second.bot, root);
+  expect(openai.requests.filter((r) => r.endpoint === "images.generate")).toHaveLength(2);
+  expect(second.bot.stdout()).not.toMatch(/redelivery: read back/);
+});
+
+it("a bot killed just after its upload was shared posts nothing twice after a restart", {
+  timeout: 120_000,
+}, async () => {
+  const first = await startSlackBot();
+  // Slack has shared the file into the thread; the bot dies before it hears so, so the turn is not delivered.
+  slack.afterNextCall("files.completeUploadExternal", () => kill(first.bot));
+  const root = await imagine(first.url, "a paper lantern");
+  await first.bot.exited;
+  expect(slack.uploads.filter((u) => u.completed)).toHaveLength(1);
+
+  const second = await startSlackBot();
+  await expectDeliveredOnce(second.bot, root);
+  // The turn was not drawn again: its saved result was delivered, after reading back what the thread had.
+  expect(openai.requests).toHaveLength(1);
+  expect(second.bot.stdout()).toMatch(/"files":1,"closed":false,"msg":"redelivery: read back the thread"/);
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
