@@ -1,7 +1,16 @@
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { fromDrizzle } from "pg-boss";
 import type { Db, Tx } from "./db/database.ts";
-import { type ImageRow, images, type ThreadRow, type TurnRow, threads, turns, usage } from "./db/schema.ts";
+import {
+  type ImageRow,
+  images,
+  type ThreadRow,
+  type TurnRow,
+  threadAliases,
+  threads,
+  turns,
+  usage,
+} from "./db/schema.ts";
 import {
   type ConversationStore,
   type ImageRecord,
@@ -97,6 +106,32 @@ export class PostgresConversationStore implements ConversationStore {
   async getThread(key: ThreadKey): Promise<Thread | null> {
     const [row] = await this.#db.select().from(threads).where(eq(threads.key, key));
     return row ? toThread(row) : null;
+  }
+
+  async findThread(keyOrAlias: string): Promise<Thread | null> {
+    const direct = await this.getThread(keyOrAlias);
+    if (direct) return direct;
+    const [row] = await this.#db
+      .select({ thread: threads })
+      .from(threadAliases)
+      .innerJoin(threads, eq(threads.key, threadAliases.threadKey))
+      .where(eq(threadAliases.alias, keyOrAlias));
+    return row ? toThread(row.thread) : null;
+  }
+
+  async addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void> {
+    // One statement: a new alias is inserted, the same one again is a no-op update, another thread's is kept.
+    const [row] = await this.#db
+      .insert(threadAliases)
+      .values({ alias, threadKey })
+      .onConflictDoUpdate({
+        target: threadAliases.alias,
+        set: { alias: sql`excluded.alias` },
+        setWhere: eq(threadAliases.threadKey, threadKey),
+      })
+      .returning({ threadKey: threadAliases.threadKey });
+    if (!row)
+      throw new AppError("alias_taken", `alias ${alias} already names another thread than ${threadKey}`);
   }
 
   /** Shallow merge: keys in `meta` replace the stored ones, others stay. Throws when the thread does not exist. */

@@ -244,6 +244,13 @@ export interface ConversationStore {
     enqueue: (turn: Turn, tx: SqlExecutor) => Promise<void>,
   ): Promise<{ turn: Turn; created: boolean }>;
   getThread(key: ThreadKey): Promise<Thread | null>;
+  /** A thread by its key, or else by an alias given to it with `addThreadAlias`. */
+  findThread(keyOrAlias: string): Promise<Thread | null>;
+  /**
+   * Gives a thread another name (idempotent). Throws `alias_taken` when the alias already names another thread.
+   * `findThread` prefers keys, so an alias should not look like a key (platforms' ids and keys differ in form).
+   */
+  addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void>;
   updateThreadMeta(key: ThreadKey, meta: Record<string, unknown>): Promise<void>;
   listThreads(platform: Platform, limit: number): Promise<Thread[]>;
   getTurn(id: string): Promise<Turn | null>;

@@ -75,7 +75,10 @@ export interface ConversationEngine {
   observe(platform: Platform, observer: TurnObserver): void;
   history(threadKey: ThreadKey): Promise<ThreadHistory | null>;
   listThreads(platform: Platform, limit?: number): Promise<Thread[]>;
-  getThread(threadKey: ThreadKey): Promise<Thread | null>;
+  /** A thread by its key, or by an alias an adapter gave it (a platform's own id for the thread). */
+  getThread(keyOrAlias: string): Promise<Thread | null>;
+  /** Lets `getThread` find the thread by the platform's own id for it, once the platform has one. */
+  addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void>;
   getTurn(turnId: string): Promise<Turn | null>;
   getImage(imageId: string): Promise<ImageRecord | null>;
   /** Merges adapter facts (message ids to update, …) into the thread's meta. */

@@ -422,8 +422,12 @@ export class Engine implements ConversationEngine {
     return this.#store.listThreads(platform, limit);
   }
 
-  getThread(threadKey: ThreadKey): Promise<Thread | null> {
-    return this.#store.getThread(threadKey);
+  getThread(keyOrAlias: string): Promise<Thread | null> {
+    return this.#store.findThread(keyOrAlias);
+  }
+
+  addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void> {
+    return this.#store.addThreadAlias(alias, threadKey);
   }
 
   getTurn(turnId: string): Promise<Turn | null> {

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "no_image_to_edit"
   | "image_not_found"
   | "thread_not_found"
+  | "alias_taken"
   | "nothing_to_undo"
   | "unsupported_attachment"
   | "attachment_too_large"

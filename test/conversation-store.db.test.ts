@@ -539,6 +539,22 @@ describe("threads", () => {
     });
   });
 
+  test("an alias finds its thread; it is idempotent and cannot be taken twice", async () => {
+    const [key, other] = [threadKey(), threadKey()];
+    await record(key);
+    await record(other);
+    const alias = `slack:T1:C1:${Date.now()}.000100`;
+    expect(await store.findThread(alias)).toBeNull();
+    await store.addThreadAlias(alias, key);
+    await store.addThreadAlias(alias, key);
+    expect((await store.findThread(alias))?.key).toBe(key);
+    expect((await store.findThread(key))?.key).toBe(key);
+    expect(await store.getThread(alias)).toBeNull(); // getThread stays exact: turns are recorded by key only
+    await expect(store.addThreadAlias(alias, other)).rejects.toMatchObject({ code: "alias_taken" });
+    expect((await store.findThread(alias))?.key).toBe(key);
+    await expect(store.addThreadAlias("slack:T1:C1:nowhere", threadKey())).rejects.toThrow();
+  });
+
   test("unicode prompts, titles and meta round-trip byte for byte", async () => {
     const samples = [
       "一只猫坐在窗台上，水彩风格", // CJK

@@ -105,8 +105,7 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
     expect(ack.ok).toBe(true);
     expect(ack.latencyMs).toBeLessThan(3000);
     const root = await waitUntil(
-      () =>
-        slack.messages(CHANNEL).find((m) => !before.has(m.ts) && m.user === slack.botUserId && !m.thread_ts),
+      () => slack.messages(CHANNEL).find((m) => !before.has(m.ts) && m.user === slack.botUserId),
       "root message",
     );
     await waitUntil(() => uploadsIn(root.ts).length > 0, "first upload");
@@ -291,10 +290,7 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
       const before = new Set(slack.messages(CHANNEL).map((m) => m.ts));
       await send.command({ text: "something blocked", channel_id: CHANNEL, user_id: "U0001" });
       const root = await waitUntil(
-        () =>
-          slack
-            .messages(CHANNEL)
-            .find((m) => !before.has(m.ts) && m.user === slack.botUserId && !m.thread_ts),
+        () => slack.messages(CHANNEL).find((m) => !before.has(m.ts) && m.user === slack.botUserId),
         "root message",
       );
       const explained = await waitUntil(

@@ -1,7 +1,7 @@
 import { Server } from "node:http";
 import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
-import type { ImageInput, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import type { ImageInput, ImageParams, Thread, ThreadKey, Turn } from "../../src/domain.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import { parseImagineText } from "../../src/flags.ts";
@@ -40,20 +40,50 @@ export interface SlackAdapterOptions {
 
 /** Facts about a Slack thread kept in the thread's meta, so any instance can continue it after a restart. */
 interface SlackThreadMeta {
+  team: string;
   channel: string;
-  /** The thread's root message (ours for /imagine, the user's for a mention). */
-  rootTs: string;
+  /**
+   * The thread's root message: the user's own for a mention; ours for /imagine, posted just after the command
+   * was acknowledged (absent until then).
+   */
+  rootTs?: string;
   /** True when the root is our message and shows the first turn's status. */
   rootIsOurs: boolean;
+  /**
+   * Set when the thread is recorded, before our root message is posted: while `rootTs` is missing, a post may
+   * have reached Slack from a process that died, so the channel is searched before posting.
+   */
+  rootPosting?: boolean;
   /** `status:<turnId>` → ts of the message showing that turn's status. */
   [statusKey: `status:${string}`]: string;
 }
 
+/** What a /imagine root message shows, and where it goes. */
+interface NewRoot {
+  team: string;
+  channel: string;
+  userId: string;
+  prompt: string;
+  params: Partial<ImageParams>;
+}
+
+/** A thread whose root message exists: where replies, uploads and status messages go. */
+type RootedMeta = SlackThreadMeta & { rootTs: string };
+
 const statusKey = (turnId: string) => `status:${turnId}` as const;
 
+/** A thread rooted at a message: a mention's thread by its key, a /imagine thread by its alias. */
 export function slackThreadKey(team: string, channel: string, rootTs: string): ThreadKey {
   return `slack:${team}:${channel}:${rootTs}`;
 }
+
+/** A /imagine thread's key, fixed before its root message exists; the root's `slackThreadKey` becomes an alias. */
+export function slackCommandThreadKey(team: string, channel: string, triggerId: string): ThreadKey {
+  return `slack:${team}:${channel}:cmd-${triggerId}`;
+}
+
+/** Message metadata on our root messages, so a root posted by a process that died is found, not posted again. */
+const ROOT_EVENT_TYPE = "threadcanvas_root";
 
 /**
  * Slack in, engine intents out; engine results in, Slack messages out. Holds nothing that matters across a
@@ -67,6 +97,8 @@ export class SlackAdapter {
   readonly #allowedHosts: Set<string>;
   /** Status messages being posted for turns submitted here; progress for a turn waits for its message. */
   readonly #statusPosts = new Map<string, Promise<void>>();
+  /** Root messages being posted by this process, by thread key. */
+  readonly #rootPosts = new Map<string, Promise<RootedMeta | null>>();
   #botUserId: string | undefined;
 
   constructor(options: SlackAdapterOptions) {
@@ -121,36 +153,39 @@ export class SlackAdapter {
 
   #registerHandlers(): void {
     this.app.command("/imagine", async ({ command, ack }) => {
-      // Record and enqueue before acknowledging, well inside Slack's 3 s: no provider call happens here. The
-      // thread is keyed by its root message, so the root is posted first; its status line is the first turn's.
-      let rootTs: string | undefined;
+      // Validate, record and enqueue, then acknowledge: fast whatever the queue holds, and nothing acknowledged
+      // is lost. The root message is posted after the acknowledgement (it needs Slack, which may be slow or rate
+      // limited under a burst); if this process dies first, the worker posts it when the turn runs.
+      let threadKey: ThreadKey;
+      let root: NewRoot;
       try {
         const { prompt, params } = parseImagineText(command.text);
-        const root = { userId: command.user_id, prompt, params };
-        const posted = await this.#client.chat.postMessage({
-          channel: command.channel_id,
-          ...rootMessage(root, { state: "queued", position: 0 }),
-        });
-        rootTs = String(posted.ts);
+        threadKey = slackCommandThreadKey(command.team_id, command.channel_id, command.trigger_id);
         await this.#engine.submit({
-          threadKey: slackThreadKey(command.team_id, command.channel_id, rootTs),
+          threadKey,
           kind: "generate",
           prompt,
           params,
           userId: command.user_id,
-          sourceMessageId: rootTs,
           idempotencyKey: `slack:cmd:${command.trigger_id}`,
           newThread: {
             title: prompt.slice(0, 200),
-            meta: { channel: command.channel_id, rootTs, rootIsOurs: true },
+            meta: { team: command.team_id, channel: command.channel_id, rootIsOurs: true, rootPosting: true },
           },
         });
-        await ack();
+        root = {
+          team: command.team_id,
+          channel: command.channel_id,
+          userId: command.user_id,
+          prompt,
+          params,
+        };
       } catch (error) {
-        const message = this.#userMessage(error, "imagine");
-        await ack({ response_type: "ephemeral", text: `✖ ${message}` });
-        if (rootTs) await this.#markRootFailed(command, rootTs, message);
+        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(error, "imagine")}` });
+        return;
       }
+      await ack();
+      this.#rooted(threadKey, root).catch(() => {}); // logged in #rooted; the worker posts it otherwise
     });
 
     this.app.event("app_mention", async ({ event, context, body }) => {
@@ -173,7 +208,7 @@ export class SlackAdapter {
         files: (event as { files?: SlackFile[] }).files ?? [],
         newThread: {
           title: text.slice(0, 200),
-          meta: { channel: event.channel, rootTs: event.ts, rootIsOurs: false },
+          meta: { team, channel: event.channel, rootTs: event.ts, rootIsOurs: false },
         },
       });
     });
@@ -202,6 +237,7 @@ export class SlackAdapter {
         user: message.user,
         ts: message.ts,
         threadKey: thread.key,
+        threadTs: message.thread_ts,
         kind: "edit",
         text: stripMention(message.text ?? "", context.botUserId),
         files: message.files ?? [],
@@ -258,6 +294,8 @@ export class SlackAdapter {
     user: string;
     ts: string;
     threadKey: ThreadKey;
+    /** The thread's root ts, for replies: where an error about this message is shown. */
+    threadTs?: string;
     kind: "generate" | "edit";
     text: string;
     files: SlackFile[];
@@ -294,7 +332,7 @@ export class SlackAdapter {
         .postEphemeral({
           channel: request.channel,
           user: request.user,
-          thread_ts: request.kind === "edit" ? (request.threadKey.split(":")[3] ?? undefined) : undefined,
+          thread_ts: request.kind === "edit" ? (request.threadTs ?? undefined) : undefined,
           text: `✖ ${this.#userMessage(error, "message")}`,
         })
         .catch((postError: unknown) => this.#log.warn({ err: postError }, "could not post ephemeral error"));
@@ -318,7 +356,7 @@ export class SlackAdapter {
   }
 
   async #postStatus(turn: Turn, position: number): Promise<void> {
-    const meta = slackMeta(await this.#engine.getThread(turn.threadKey));
+    const meta = await this.#rooted(turn.threadKey);
     if (!meta) return;
     const posted = await this.#client.chat.postMessage({
       channel: meta.channel,
@@ -328,20 +366,90 @@ export class SlackAdapter {
     await this.#engine.updateThreadMeta(turn.threadKey, { [statusKey(turn.id)]: String(posted.ts) });
   }
 
-  /** A /imagine whose turn could not be recorded: its root message must not stay "queued" forever. */
-  async #markRootFailed(
-    command: { channel_id: string; user_id: string; text: string },
-    rootTs: string,
-    reason: string,
-  ): Promise<void> {
-    const { prompt, params } = parseImagineText(command.text);
-    await this.#client.chat
-      .update({
-        channel: command.channel_id,
-        ts: rootTs,
-        ...rootMessage({ userId: command.user_id, prompt, params }, { state: "failed", reason }),
+  /**
+   * The thread's meta once its root message exists, posting our root first if need be (at most one post per
+   * thread in this process at a time). Null for a thread that is not a Slack thread this adapter made.
+   */
+  #rooted(threadKey: ThreadKey, fresh?: NewRoot): Promise<RootedMeta | null> {
+    const pending = this.#rootPosts.get(threadKey);
+    if (pending) return pending;
+    const posting = (fresh ? this.#postNewRoot(threadKey, fresh) : this.#postRoot(threadKey))
+      .catch((error: unknown) => {
+        this.#log.warn({ err: error, thread: threadKey }, "could not post the root message");
+        throw error;
       })
-      .catch((error: unknown) => this.#log.warn({ err: error }, "could not mark the root message failed"));
+      .finally(() => this.#rootPosts.delete(threadKey));
+    this.#rootPosts.set(threadKey, posting);
+    return posting;
+  }
+
+  /** Right after /imagine was acknowledged: everything needed is at hand, and nothing can have been posted yet. */
+  async #postNewRoot(threadKey: ThreadKey, root: NewRoot): Promise<RootedMeta> {
+    const rootTs = await this.#sendRoot(threadKey, root);
+    return this.#recordRoot(threadKey, { ...root, rootIsOurs: true }, rootTs);
+  }
+
+  /** Any other time (a worker, after a restart): read the thread, and look for a root posted before posting one. */
+  async #postRoot(threadKey: ThreadKey): Promise<RootedMeta | null> {
+    const thread = await this.#engine.getThread(threadKey);
+    const meta = slackMeta(thread);
+    if (!thread || !meta) return null;
+    if (meta.rootTs) return meta as RootedMeta;
+    const first = (await this.#engine.history(thread.key))?.turns[0];
+    if (!first) return null;
+    const rootTs =
+      (meta.rootPosting ? await this.#findRoot(meta, thread) : undefined) ??
+      (await this.#sendRoot(thread.key, {
+        ...meta,
+        userId: first.userId,
+        prompt: first.prompt,
+        params: first.params,
+      }));
+    return this.#recordRoot(thread.key, meta, rootTs);
+  }
+
+  async #sendRoot(threadKey: ThreadKey, root: NewRoot): Promise<string> {
+    const posted = await this.#client.chat.postMessage({
+      channel: root.channel,
+      ...rootMessage(root, { state: "queued", position: 0 }),
+      metadata: { event_type: ROOT_EVENT_TYPE, event_payload: { thread_key: threadKey } },
+    });
+    return String(posted.ts);
+  }
+
+  /** Replies in the root's thread find the thread by its alias; status and uploads go under the root. */
+  async #recordRoot(threadKey: ThreadKey, meta: SlackThreadMeta, rootTs: string): Promise<RootedMeta> {
+    await this.#engine.addThreadAlias(slackThreadKey(meta.team, meta.channel, rootTs), threadKey);
+    await this.#engine.updateThreadMeta(threadKey, { rootTs });
+    return { ...meta, rootTs };
+  }
+
+  /** Our root message for this thread, if one was posted: channel history since the thread began. */
+  async #findRoot(meta: SlackThreadMeta, thread: Thread): Promise<string | undefined> {
+    const oldest = (thread.createdAt.getTime() / 1000 - 60).toFixed(6);
+    let cursor: string | undefined;
+    do {
+      const page = await this.#client.conversations.history({
+        channel: meta.channel,
+        oldest,
+        include_all_metadata: true,
+        limit: 200,
+        ...(cursor ? { cursor } : {}),
+      });
+      for (const message of page.messages ?? []) {
+        const metadata = message.metadata as
+          | { event_type?: string; event_payload?: { thread_key?: unknown } }
+          | undefined;
+        if (
+          message.user === this.#botUserId &&
+          metadata?.event_type === ROOT_EVENT_TYPE &&
+          metadata.event_payload?.thread_key === thread.key
+        )
+          return message.ts;
+      }
+      cursor = page.response_metadata?.next_cursor || undefined;
+    } while (cursor);
+    return undefined;
   }
 
   async #knownThread(team: string, channel: string, threadTs: string): Promise<Thread | null> {
@@ -380,7 +488,7 @@ export class SlackAdapter {
     images,
     redelivery,
   }: Extract<TurnEvent, { type: "finished" }>): Promise<void> {
-    const meta = slackMeta(thread);
+    const meta = await this.#rooted(thread.key);
     if (!meta) return;
     const inThread = { channel: meta.channel, thread_ts: meta.rootTs, metadata: turnMetadata(turn) };
     const already = redelivery
@@ -388,12 +496,12 @@ export class SlackAdapter {
       : { files: new Set<string>(), closed: false };
     if (turn.status !== "succeeded") {
       if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
-      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" }, thread);
+      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" });
       return;
     }
     if (images.length === 0) {
       if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
-      await this.#updateStatus(turn, { state: "done", images: 0 }, thread);
+      await this.#updateStatus(turn, { state: "done", images: 0 });
       return;
     }
     const missing = images.filter((image) => !already.files.has(imageFileName(turn, image)));
@@ -414,14 +522,14 @@ export class SlackAdapter {
     }
     if (!already.closed)
       await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
-    await this.#updateStatus(turn, { state: "done", images: images.length }, thread);
+    await this.#updateStatus(turn, { state: "done", images: images.length });
   }
 
   /**
    * What an earlier delivery of this turn already put in the thread: our files (named by version, which is
    * unique in a thread) and the closing message (found by its metadata).
    */
-  async #alreadyPosted(meta: SlackThreadMeta, turn: Turn): Promise<{ files: Set<string>; closed: boolean }> {
+  async #alreadyPosted(meta: RootedMeta, turn: Turn): Promise<{ files: Set<string>; closed: boolean }> {
     const files = new Set<string>();
     let closed = false;
     let cursor: string | undefined;
@@ -448,10 +556,12 @@ export class SlackAdapter {
     return { files, closed };
   }
 
-  async #updateStatus(turn: Turn, status: StatusLine, known?: Thread): Promise<void> {
+  async #updateStatus(turn: Turn, status: StatusLine): Promise<void> {
     await this.#statusPosts.get(turn.id);
-    let meta = slackMeta(known ?? null);
-    if (!statusTsOf(meta, turn)) meta = slackMeta(await this.#engine.getThread(turn.threadKey));
+    let meta = await this.#rooted(turn.threadKey);
+    // A status message posted by another instance (or before a restart) is known only to the stored meta.
+    if (meta && !statusTsOf(meta, turn))
+      meta = slackMeta(await this.#engine.getThread(turn.threadKey)) as RootedMeta;
     const ts = statusTsOf(meta, turn);
     if (!meta || !ts) return;
     const isRoot = meta.rootIsOurs && ts === meta.rootTs;
@@ -463,17 +573,14 @@ export class SlackAdapter {
 }
 
 /** The message showing a turn's status: its own reply, or the root for the turn a /imagine started. */
-function statusTsOf(meta: SlackThreadMeta | null, turn: Turn): string | undefined {
+function statusTsOf(meta: RootedMeta | null, turn: Turn): string | undefined {
   if (!meta) return undefined;
-  return (
-    meta[statusKey(turn.id)] ??
-    (meta.rootIsOurs && turn.sourceMessageId === meta.rootTs ? meta.rootTs : undefined)
-  );
+  return meta[statusKey(turn.id)] ?? (meta.rootIsOurs && turn.seq === 1 ? meta.rootTs : undefined);
 }
 
 function slackMeta(thread: Thread | null): SlackThreadMeta | null {
   const meta = thread?.meta;
-  return meta && typeof meta.channel === "string" && typeof meta.rootTs === "string"
+  return meta && typeof meta.channel === "string" && typeof meta.team === "string"
     ? (meta as unknown as SlackThreadMeta)
     : null;
 }

@@ -57,6 +57,18 @@ export const threads = pgTable(
   ],
 );
 
+/**
+ * Other names for a thread, for platforms that learn a thread's public id only after it was created: a Slack
+ * /imagine thread is recorded before its root message exists, then found by that message's ts.
+ */
+export const threadAliases = pgTable("thread_aliases", {
+  alias: text("alias").primaryKey(),
+  threadKey: text("thread_key")
+    .notNull()
+    .references(() => threads.key, { onDelete: "cascade" }),
+  createdAt: createdAt(),
+});
+
 export const turns = pgTable(
   "turns",
   {

@@ -77,6 +77,11 @@ export interface FakeOpenAIOptions {
   port?: number;
   host?: string;
   latencyMs?: number;
+  /**
+   * An account limit on requests being answered at once: one more gets 429 `rate_limit_exceeded` (with
+   * `retry-after: 1`), as a burst past an organisation's limits does. Unlimited by default.
+   */
+  maxConcurrent?: number;
   /** Called once each request is over (answered, stream ended, or connection closed). */
   onRequestDone?: (request: RecordedRequest) => void;
 }
@@ -90,6 +95,10 @@ export interface FakeOpenAI {
   failNext(...failures: ScriptedFailure[]): void;
   /** Delay before every answer, to exercise timeouts, progress and concurrency. */
   setLatency(ms: number): void;
+  /** The most requests to a known endpoint that were being answered at once. */
+  readonly peakConcurrent: number;
+  /** Requests refused because `maxConcurrent` were already being answered. */
+  readonly concurrencyRejections: number;
   /** Forgets recorded requests and pending failures. */
   reset(): void;
   close(): Promise<void>;
@@ -125,6 +134,10 @@ interface State {
   requests: RecordedRequest[];
   failures: ScriptedFailure[];
   latencyMs: number;
+  maxConcurrent: number;
+  inFlight: number;
+  peakConcurrent: number;
+  concurrencyRejections: number;
   seq: number;
   onRequestDone: ((request: RecordedRequest) => void) | undefined;
 }
@@ -135,6 +148,10 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     requests: [],
     failures: [],
     latencyMs: options.latencyMs ?? 0,
+    maxConcurrent: options.maxConcurrent ?? Number.POSITIVE_INFINITY,
+    inFlight: 0,
+    peakConcurrent: 0,
+    concurrencyRejections: 0,
     seq: 0,
     onRequestDone: options.onRequestDone,
   };
@@ -151,9 +168,17 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     requests: state.requests,
     failNext: (...failures) => void state.failures.push(...failures),
     setLatency: (ms) => void (state.latencyMs = ms),
+    get peakConcurrent() {
+      return state.peakConcurrent;
+    },
+    get concurrencyRejections() {
+      return state.concurrencyRejections;
+    },
     reset() {
       state.requests.length = 0;
       state.failures.length = 0;
+      state.peakConcurrent = state.inFlight;
+      state.concurrencyRejections = 0;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
@@ -209,6 +234,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
       });
     }
     record.endpoint = endpoint;
+    if (state.inFlight >= state.maxConcurrent) {
+      state.concurrencyRejections++;
+      throw new FakeApiError(429, RATE_LIMIT_ERROR, { "retry-after": "1" });
+    }
+    state.inFlight++;
+    state.peakConcurrent = Math.max(state.peakConcurrent, state.inFlight);
+    res.on("close", () => state.inFlight--);
     const raw = await readBody(req);
     if (endpoint === "images.edit") await parseMultipart(req, raw, record);
     else parseJson(raw, record);

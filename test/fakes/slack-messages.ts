@@ -127,35 +127,52 @@ export const MESSAGE_METHODS: Record<string, WebApiMethod> = {
     return {};
   },
 
+  "conversations.history": (state, args) => {
+    const channel = channelArg(state, args, "channel", false);
+    // Newest first, like Slack; `oldest`/`latest` bound the ts range (exclusive unless `inclusive`).
+    const inclusive = flag(args, "inclusive");
+    const oldest = Number(str(args, "oldest") ?? 0);
+    const latest = Number(str(args, "latest") ?? Number.POSITIVE_INFINITY);
+    const inRange = (ts: number) => (inclusive ? ts >= oldest && ts <= latest : ts > oldest && ts < latest);
+    const messages = listMessages(state, channel.id)
+      .filter((message) => inRange(Number(message.ts)))
+      .reverse();
+    return page(messages, args, 100);
+  },
+
   "conversations.replies": (state, args) => {
     const channel = channelArg(state, args, "channel", false);
     const ts = required(args, "ts", "thread_not_found");
     const message = findMessage(state, channel.id, ts);
     if (!message) throw new SlackApiError("thread_not_found");
     // A reply's ts gives the same thread as its parent's.
-    const thread = listMessages(state, channel.id, message.thread_ts ?? message.ts);
-    const limit = Math.min(Math.max(Number(str(args, "limit") ?? 1000) || 1000, 1), 1000);
-    const start =
-      Number(
-        Buffer.from(str(args, "cursor") ?? "", "base64")
-          .toString()
-          .split(":")[1] ?? 0,
-      ) || 0;
-    // Message metadata is returned only when asked for.
-    const withMetadata = flag(args, "include_all_metadata");
-    const page = thread
-      .slice(start, start + limit)
-      .map(({ metadata, ...message }) => (withMetadata && metadata ? { ...message, metadata } : message));
-    const more = start + limit < thread.length;
-    return {
-      messages: page,
-      has_more: more,
-      response_metadata: {
-        next_cursor: more ? Buffer.from(`offset:${start + limit}`).toString("base64") : "",
-      },
-    };
+    return page(listMessages(state, channel.id, message.thread_ts ?? message.ts), args, 1000);
   },
 };
+
+/** One page of a conversations.* listing: `limit` (1-1000; Slack's default differs by method), an opaque cursor. */
+function page(messages: SlackMessage[], args: Args, defaultLimit: number): Record<string, unknown> {
+  const limit = Math.min(Math.max(Number(str(args, "limit") ?? defaultLimit) || defaultLimit, 1), 1000);
+  const start =
+    Number(
+      Buffer.from(str(args, "cursor") ?? "", "base64")
+        .toString()
+        .split(":")[1] ?? 0,
+    ) || 0;
+  // Message metadata is returned only when asked for.
+  const withMetadata = flag(args, "include_all_metadata");
+  const shown = messages
+    .slice(start, start + limit)
+    .map(({ metadata, ...message }) => (withMetadata && metadata ? { ...message, metadata } : message));
+  const more = start + limit < messages.length;
+  return {
+    messages: shown,
+    has_more: more,
+    response_metadata: {
+      next_cursor: more ? Buffer.from(`offset:${start + limit}`).toString("base64") : "",
+    },
+  };
+}
 
 function reactionTarget(state: SlackState, args: Args): { message: SlackMessage; name: string } {
   const channel = channelArg(state, args, "channel", false);

@@ -7,7 +7,7 @@ import { PostgresConversationStore } from "../../src/conversation-store.ts";
 import { Engine, type EngineOptions, type TurnEvent } from "../../src/engine.ts";
 import { PgBossTurnQueue } from "../../src/job-queue.ts";
 import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
-import { type FakeOpenAI, startFakeOpenAI } from "../fakes/openai-server.ts";
+import { type FakeOpenAI, type FakeOpenAIOptions, startFakeOpenAI } from "../fakes/openai-server.ts";
 import { openTestDatabase, type TestDatabase } from "./database.ts";
 
 type Finished = Extract<TurnEvent, { type: "finished" }>;
@@ -31,9 +31,14 @@ export interface EngineHarness {
 }
 
 export async function startEngineHarness(
-  options: { concurrency?: number; engine?: EngineOptions; stream?: boolean } = {},
+  options: {
+    concurrency?: number;
+    engine?: EngineOptions;
+    stream?: boolean;
+    openai?: FakeOpenAIOptions;
+  } = {},
 ): Promise<EngineHarness> {
-  const fake = await startFakeOpenAI();
+  const fake = await startFakeOpenAI(options.openai);
   const database = await openTestDatabase();
   const dataDir = await mkdtemp(path.join(tmpdir(), "tc-engine-"));
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });

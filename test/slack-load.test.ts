@@ -1,0 +1,78 @@
+import pino from "pino";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
+import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+
+/**
+ * A burst of 100 /imagine from 100 people at once, through the real Bolt app and engine. The fake Slack judges
+ * every acknowledgement by Slack's 3-second rule; the fake OpenAI refuses a fifth request at once with a 429,
+ * as an account at its limit does. Every command must be acknowledged in time and delivered, and the burst must
+ * queue behind the configured concurrency (4) rather than run into that limit.
+ */
+const BURST = 100;
+const CONCURRENCY = 4;
+const CHANNEL = "C0001";
+let h: EngineHarness;
+let slack: FakeSlack;
+let adapter: SlackAdapter;
+let url = "";
+
+beforeAll(async () => {
+  h = await startEngineHarness({
+    concurrency: CONCURRENCY,
+    openai: { maxConcurrent: CONCURRENCY, latencyMs: 50 },
+  });
+  slack = await startFakeSlack();
+  for (let i = 0; i < BURST; i++) slack.addUser(`U9${String(i).padStart(4, "0")}`, `user${i}`);
+  adapter = new SlackAdapter({
+    engine: h.engine,
+    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    botToken: slack.botToken,
+    signingSecret: slack.signingSecret,
+    apiUrl: slack.apiUrl,
+    port: 0,
+  });
+  url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
+  slack.setEchoTarget(url);
+});
+afterAll(async () => {
+  await adapter?.stop();
+  await slack?.close();
+  await h?.close();
+});
+
+it("acknowledges 100 simultaneous /imagine in time and delivers every one, within the provider's limit", {
+  timeout: 120_000,
+}, async () => {
+  const acks = await Promise.all(
+    Array.from({ length: BURST }, (_, i) =>
+      slack.sendSlashCommand(url, {
+        text: `poster number ${i} --quality low`,
+        channel_id: CHANNEL,
+        user_id: `U9${String(i).padStart(4, "0")}`,
+      }),
+    ),
+  );
+  expect(acks.filter((ack) => !ack.ok)).toEqual([]);
+  expect(slack.ackFailures).toEqual([]);
+
+  // Each command's root message is posted just after its acknowledgement, then its status kept current.
+  const roots = () => slack.messages(CHANNEL).filter((m) => m.user === slack.botUserId);
+  const delivered = () => roots().filter((root) => root.text.includes("Done"));
+  const deadline = Date.now() + 90_000;
+  while (delivered().length < BURST && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(roots()).toHaveLength(BURST);
+  expect(delivered()).toHaveLength(BURST);
+
+  // One upload per command, in its own thread, and each prompt reached the provider once.
+  const completed = slack.uploads.filter((u) => u.completed);
+  expect(new Set(completed.map((u) => u.thread_ts))).toEqual(new Set(roots().map((r) => r.ts)));
+  expect(completed).toHaveLength(BURST);
+  const prompts = h.fake.requests.map((r) => String(r.body.prompt));
+  expect(new Set(prompts).size).toBe(BURST);
+  expect(prompts).toHaveLength(BURST);
+  expect(h.fake.concurrencyRejections).toBe(0);
+  expect(h.fake.peakConcurrent).toBe(CONCURRENCY);
+});
