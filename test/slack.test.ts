@@ -254,6 +254,55 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
       expect(uploadsIn(rootTs)).toHaveLength(2);
       expect(h.fake.requests.filter((r) => r.endpoint === "images.edit")).toHaveLength(1);
     });
+
+    it("replies sent while a turn runs are queued in order, and say so", async () => {
+      const rootTs = await imagine("a teapot");
+      h.fake.setLatency(400);
+      try {
+        await send.event(slack.userMessage({ channel: CHANNEL, text: "make it gold", thread_ts: rootTs }));
+        await send.event(slack.userMessage({ channel: CHANNEL, text: "add steam", thread_ts: rootTs }));
+        await waitUntil(
+          () => botMessagesIn(rootTs).some((m) => /Edit: “add steam” — ⏳ Queued — 1 ahead/.test(m.text)),
+          "the second reply's queued status",
+        );
+        await waitUntil(() => uploadsIn(rootTs).length === 3, "both edits");
+      } finally {
+        h.fake.setLatency(0);
+      }
+      const [gold, steam] = h.fake.requests.slice(-2);
+      expect([gold?.body.prompt, steam?.body.prompt]).toEqual(["make it gold", "add steam"]);
+      // The second edit started from the first one's result.
+      expect(steam?.images[0]?.equals(uploadsIn(rootTs)[1]?.bytes ?? Buffer.alloc(0))).toBe(true);
+      await waitUntil(
+        () => botMessagesIn(rootTs).filter((m) => m.text.includes("✅ Done")).length === 2,
+        "both status lines done",
+      );
+    });
+
+    it("@threadcanvas in a channel starts a thread under the person's own message", async () => {
+      const mention = slack.appMention({ channel: CHANNEL, text: "a snowy cabin --ar 3:2", user: "U0002" });
+      const ack = await send.event(mention);
+      expect(ack.ok).toBe(true);
+      const rootTs = String(mention.ts);
+      await waitUntil(() => uploadsIn(rootTs).length === 1, "upload under the mention");
+      expect(h.fake.requests.at(-1)?.body).toMatchObject({ prompt: "a snowy cabin", size: "1536x1024" });
+      await reply(rootTs, "add smoke from the chimney", 2);
+      expect(h.fake.requests.at(-1)?.images[0]?.equals(uploadsIn(rootTs)[0]?.bytes ?? Buffer.alloc(0))).toBe(
+        true,
+      );
+    });
+
+    it("edits and deletions of messages in a thread change nothing", async () => {
+      const rootTs = await imagine("a bridge");
+      const asked = await reply(rootTs, "paint it red", 2);
+      const ts = String(asked.envelope.event.ts);
+      const requests = h.fake.requests.length;
+      await send.event(slack.messageChanged({ channel: CHANNEL, ts, text: "paint it green" }));
+      await send.event(slack.messageDeleted({ channel: CHANNEL, ts }));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(h.fake.requests).toHaveLength(requests);
+      expect(uploadsIn(rootTs)).toHaveLength(2);
+    });
   });
 
   describe("slack: bad input and failures", () => {
