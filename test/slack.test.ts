@@ -334,6 +334,35 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
         expect(h.fake.requests).toHaveLength(0);
       });
 
+    it("rate limits past the SDK's retries show 'retrying' on the status line, then the image arrives", async () => {
+      const limited = { status: 429, retryAfterMs: 10 } as const;
+      h.fake.failNext(limited, limited, limited);
+      const rootTs = await imagine("a weather map");
+      expect(uploadsIn(rootTs)).toHaveLength(1);
+      const statusTexts = slack.updates.filter((u) => u.ts === rootTs).map((u) => u.text ?? "");
+      expect(statusTexts.some((text) => /rate.limiting.*Retrying/i.test(text))).toBe(true);
+      await waitUntil(() => slack.message(CHANNEL, rootTs)?.text.includes("Done"), "root status done");
+    });
+
+    it("OpenAI being down is explained in the thread once the retries are used up", async () => {
+      const down = { status: 503 } as const;
+      h.fake.failNext(...Array.from({ length: 12 }, () => down));
+      const before = new Set(slack.messages(CHANNEL).map((m) => m.ts));
+      await send.command({ text: "a quiet harbour", channel_id: CHANNEL, user_id: "U0001" });
+      const root = await waitUntil(
+        () => slack.messages(CHANNEL).find((m) => !before.has(m.ts) && m.user === slack.botUserId),
+        "root message",
+      );
+      const explained = await waitUntil(
+        () => botMessagesIn(root.ts).find((m) => m.text.startsWith("✖")),
+        "failure explanation",
+        40_000,
+      );
+      expect(explained.text).toMatch(/OpenAI/);
+      expect(uploadsIn(root.ts)).toHaveLength(0);
+      h.fake.reset();
+    }, 60_000);
+
     it("a moderation block is explained in the thread, and the next command works", async () => {
       h.fake.failNext({ moderation: true });
       const before = new Set(slack.messages(CHANNEL).map((m) => m.ts));
