@@ -101,6 +101,9 @@ it("a bot killed while the provider draws finishes the turn once after a restart
 }, async () => {
   openai.setLatency(60_000);
   const first = await startSlackBot();
+  // Bolt's HTTP server answers the operational routes beside /slack/events.
+  const health = await fetch(first.url.replace("/slack/events", "/healthz"));
+  expect(health.status).toBe(200);
   await imagine(first.url, "a lighthouse in a storm");
   await waitUntil(() => openai.requests.length === 1 && roots().length === 1);
   await kill(first.bot);
