@@ -44,6 +44,12 @@ export interface EngineOptions {
   /** Reference images per edit (gpt-image-2 takes 16 inputs: the image being edited plus 15). */
   maxReferenceImages?: number;
   maxReferenceBytes?: number;
+  /**
+   * Job attempts (the first included) after which a delivery that keeps failing (the platform down for long) is
+   * given up: the outcome stays in the store, undelivered, and the job completes so the thread's later turns
+   * are not held behind it forever. Keep it below the queue's own retry limit.
+   */
+  maxDeliveryAttempts?: number;
 }
 
 const VARIATION_INSTRUCTION =
@@ -81,6 +87,7 @@ export class Engine implements ConversationEngine {
       maxRetryAfterMs: 60_000,
       maxReferenceImages: 15,
       maxReferenceBytes: 50 * 1024 * 1024,
+      maxDeliveryAttempts: 15,
       ...deps.options,
     };
   }
@@ -244,7 +251,7 @@ export class Engine implements ConversationEngine {
     if (!started) {
       // Already finished (a job that ran twice, or a crash after the outcome was saved): only delivery may remain.
       const turn = await this.#store.getTurn(job.turnId);
-      if (turn && !turn.deliveredAt) await this.#deliver(turn, log, true);
+      if (turn && !turn.deliveredAt) await this.#deliverOrGiveUp(turn, log, true, attempt);
       return;
     }
     log.info({ kind: started.kind }, "turn started");
@@ -283,7 +290,20 @@ export class Engine implements ConversationEngine {
       log.warn({ code: error.code, err: error }, "turn failed");
       finished = await this.#store.failTurn(started.id, error.code, error.userMessage);
     }
-    await this.#deliver(finished, log, false);
+    await this.#deliverOrGiveUp(finished, log, false, attempt);
+  }
+
+  /** Delivery failures go back to the queue (the next attempt is a redelivery) until the attempts run out. */
+  async #deliverOrGiveUp(turn: Turn, log: Logger, redelivery: boolean, attempt: JobAttempt): Promise<void> {
+    try {
+      await this.#deliver(turn, log, redelivery);
+    } catch (error) {
+      if (attempt.retryCount + 1 < this.#options.maxDeliveryAttempts) throw error;
+      log.error(
+        { err: error, attempts: attempt.retryCount + 1 },
+        "delivery keeps failing; giving up so the thread's next turns can run (the result stays in the store)",
+      );
+    }
   }
 
   async #execute(turn: Turn, signal: AbortSignal): Promise<TurnOutcome> {

@@ -356,3 +356,51 @@ describe("bad input: a clear error, no provider call, nothing written", () => {
       /PNG, JPEG or WebP/,
     ));
 });
+
+describe("a platform that cannot take deliveries", () => {
+  let g: EngineHarness;
+  const attempts = new Map<string, number>();
+  const delivered: string[] = [];
+  beforeAll(async () => {
+    g = await startEngineHarness({ engine: { maxDeliveryAttempts: 2 } });
+    g.engine.observe("slack", {
+      async deliver({ turn }) {
+        attempts.set(turn.prompt, (attempts.get(turn.prompt) ?? 0) + 1);
+        if (turn.prompt === "undeliverable") throw new Error("Slack is down");
+        delivered.push(turn.prompt);
+      },
+    });
+  });
+  afterAll(async () => {
+    await g?.close();
+  });
+
+  it("retries delivery, then gives up so the thread's next turns still run", {
+    timeout: 30_000,
+  }, async () => {
+    const threadKey = `slack:T1:C1:${process.pid}.000100`;
+    const first = await g.engine.submit({
+      threadKey,
+      kind: "generate",
+      prompt: "undeliverable",
+      userId: "U1",
+    });
+    const second = await g.engine.submit({
+      threadKey,
+      kind: "edit",
+      prompt: "make it brighter",
+      userId: "U1",
+    });
+    const deadline = Date.now() + 25_000;
+    while (!delivered.includes("make it brighter") && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(delivered).toEqual(["make it brighter"]);
+    expect(attempts.get("undeliverable")).toBe(2);
+    // The first result is kept, undelivered; the edit built on it.
+    const kept = await g.store.getTurn(first.turn.id);
+    expect(kept).toMatchObject({ status: "succeeded", deliveredAt: null });
+    const [base] = await g.store.getTurnImages(first.turn.id);
+    const [edited] = await g.store.getTurnImages(second.turn.id);
+    expect(edited?.parentId).toBe(base?.id);
+  });
+});
