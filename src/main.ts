@@ -21,31 +21,42 @@ async function main(): Promise<void> {
         "threadcanvas cannot start: the Discord adapter is not part of this version yet. Unset DISCORD_TOKEN.",
     });
   }
-  if (config.slack) await runSlack(config);
+  if (config.slack) await runPlatforms(config);
   else await runConsole(config);
 }
 
-async function runSlack(config: Config): Promise<void> {
-  const slackConfig = config.slack;
-  if (!slackConfig) return;
+interface PlatformAdapter {
+  start(): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** Every chat platform whose token is set, one engine and one set of workers behind them. */
+async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, logger);
-  const slack = new SlackAdapter({
-    engine: app.engine,
-    logger,
-    botToken: slackConfig.botToken,
-    signingSecret: slackConfig.signingSecret,
-    appToken: slackConfig.appToken,
-    apiUrl: slackConfig.apiUrl,
-    port: config.port,
-    routes: app.routes,
-  });
-  // Over HTTP, Bolt's server answers /slack/events and the operational routes; in Socket Mode ours does.
-  const http = slackConfig.appToken ? await listen(config, app, logger) : null;
+  const adapters: PlatformAdapter[] = [];
+  // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
+  let boltServesHttp = false;
+  if (config.slack) {
+    adapters.push(
+      new SlackAdapter({
+        engine: app.engine,
+        logger,
+        botToken: config.slack.botToken,
+        signingSecret: config.slack.signingSecret,
+        appToken: config.slack.appToken,
+        apiUrl: config.slack.apiUrl,
+        port: config.port,
+        routes: app.routes,
+      }),
+    );
+    boltServesHttp = !config.slack.appToken;
+  }
+  const http = boltServesHttp ? null : await listen(config, app, logger);
   await app.startWorkers();
-  await slack.start();
+  for (const adapter of adapters) await adapter.start();
   stopOnSignals(logger, async () => {
-    await slack.stop();
+    for (const adapter of adapters) await adapter.stop();
     await http?.close();
     await app.stop();
   });
