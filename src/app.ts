@@ -4,7 +4,7 @@ import { FsBlobStore } from "./blob-store.ts";
 import type { Config } from "./config.ts";
 import { PostgresConversationStore } from "./conversation-store.ts";
 import { type DbHandle, openDatabase } from "./db/database.ts";
-import type { ImageProvider } from "./domain.ts";
+import type { ImageProvider, Platform } from "./domain.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { type HttpRoute, operationalRoutes } from "./http-server.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "./job-queue.ts";
@@ -17,8 +17,11 @@ export interface App {
   database: DbHandle;
   /** `GET /healthz` and `GET /metrics`, for whichever HTTP server the process runs. */
   routes: HttpRoute[];
-  /** Starts the workers: queued turns (including those a crash left behind) begin to run. */
-  startWorkers(): Promise<void>;
+  /**
+   * Starts the workers for these platforms (all by default): their queued turns, including those a crash left
+   * behind, begin to run. A process works only the platforms it can deliver to.
+   */
+  startWorkers(platforms?: readonly Platform[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -63,7 +66,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       store,
       database,
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
-      startWorkers: () => queue.work((job, attempt) => engine.runTurn(job, attempt)),
+      startWorkers: (platforms) => queue.work((job, attempt) => engine.runTurn(job, attempt), platforms),
       async stop() {
         if (stopped) return;
         stopped = true;

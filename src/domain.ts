@@ -4,6 +4,7 @@
  */
 
 export type Platform = "console" | "slack" | "discord";
+export const PLATFORMS: readonly Platform[] = ["console", "slack", "discord"];
 
 /** A thread's stable key carries its platform first: `slack:T1:C2:1712.0001`, `discord:G1:THREAD`, `console:…`. */
 export type ThreadKey = string;

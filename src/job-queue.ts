@@ -1,6 +1,7 @@
 import type { PGlite } from "@electric-sql/pglite";
+import pLimit from "p-limit";
 import { fromPglite, PgBoss } from "pg-boss";
-import type { SqlExecutor } from "./domain.ts";
+import { PLATFORMS, type Platform, platformOf, type SqlExecutor } from "./domain.ts";
 import type { Logger } from "./logger.ts";
 
 /** The durable unit of work behind a turn. */
@@ -36,7 +37,14 @@ export interface TurnQueueOptions {
   pollingIntervalSeconds?: number;
 }
 
-export const TURN_QUEUE = "turns";
+/**
+ * One queue per platform, so a process works only the turns it can deliver: a console session on the same
+ * database leaves Slack's turns to the Slack bot, and separate Slack and Discord processes do not take each
+ * other's turns (which they could draw, but not deliver).
+ */
+export function turnQueueName(platform: Platform): string {
+  return `turns-${platform}`;
+}
 
 /**
  * Safety net only: the engine gives up on a turn after its own attempt limit and completes the job normally,
@@ -53,6 +61,8 @@ export class PgBossTurnQueue {
   readonly #boss: PgBoss;
   readonly #options: Required<TurnQueueOptions>;
   readonly #logger: Logger;
+  /** Turns running at once in this process, across all the platforms it works. */
+  readonly #limit: ReturnType<typeof pLimit>;
   #started = false;
 
   constructor(database: { pglite?: PGlite; url?: string }, options: TurnQueueOptions, logger: Logger) {
@@ -65,6 +75,7 @@ export class PgBossTurnQueue {
       ...options,
     };
     this.#logger = logger;
+    this.#limit = pLimit(this.#options.concurrency);
     const maintenance = {
       monitorIntervalSeconds: this.#options.monitorIntervalSeconds,
       superviseIntervalSeconds: this.#options.monitorIntervalSeconds,
@@ -93,7 +104,7 @@ export class PgBossTurnQueue {
     this.#boss.on("warning", (warning) => this.#logger.warn({ warning }, "job queue warning"));
   }
 
-  /** Installs or upgrades pg-boss's own schema (`pgboss`) and the turn queue. */
+  /** Installs or upgrades pg-boss's own schema (`pgboss`) and the turn queues. */
   async start(): Promise<void> {
     if (this.#started) return;
     await this.#boss.start();
@@ -108,43 +119,58 @@ export class PgBossTurnQueue {
       // Heartbeats catch a dead worker; this only bounds a live but stuck one.
       expireInSeconds: 30 * 60,
     };
-    if (await this.#boss.getQueue(TURN_QUEUE)) {
-      const { policy: _fixedAtCreation, ...changeable } = queue;
-      await this.#boss.updateQueue(TURN_QUEUE, changeable);
-    } else {
-      await this.#boss.createQueue(TURN_QUEUE, queue);
+    for (const platform of PLATFORMS) {
+      const name = turnQueueName(platform);
+      if (await this.#boss.getQueue(name)) {
+        const { policy: _fixedAtCreation, ...changeable } = queue;
+        await this.#boss.updateQueue(name, changeable);
+      } else {
+        await this.#boss.createQueue(name, queue);
+      }
     }
     this.#started = true;
   }
 
   /** Enqueues a turn. Pass the store's transaction so the job commits (or rolls back) with the turn. */
   async enqueue(job: TurnJob, tx?: SqlExecutor): Promise<void> {
-    const id = await this.#boss.send(TURN_QUEUE, job, {
+    const id = await this.#boss.send(turnQueueName(platformOf(job.threadKey)), job, {
       singletonKey: job.threadKey,
       ...(tx ? { db: tx } : {}),
     });
     if (id === null) throw new Error(`job queue refused turn ${job.turnId}`);
   }
 
-  async work(handler: TurnJobHandler): Promise<void> {
-    await this.#boss.work<TurnJob>(
-      TURN_QUEUE,
-      {
-        localConcurrency: this.#options.concurrency,
-        batchSize: 1,
-        pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
-        // NOTIFY wakes workers for new jobs only. A retry becomes fetchable when its delay passes without any
-        // notification, so the backstop poll stays short.
-        notifyPollingIntervalSeconds: this.#options.pollingIntervalSeconds,
-      },
-      async (jobs) => {
-        try {
-          for (const job of jobs) await handler(job.data, { retryCount: job.retryCount, signal: job.signal });
-        } finally {
-          this.#fetchAgainWhenDone();
-        }
-      },
-    );
+  /**
+   * Runs the turns of these platforms (all by default) with `handler`, at most `concurrency` at once in all.
+   * Each platform's queue gets that many pg-boss workers; the shared limit holds the extra ones back.
+   */
+  async work(handler: TurnJobHandler, platforms: readonly Platform[] = PLATFORMS): Promise<void> {
+    for (const platform of platforms) {
+      await this.#boss.work<TurnJob>(
+        turnQueueName(platform),
+        {
+          localConcurrency: this.#options.concurrency,
+          batchSize: 1,
+          pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
+          // NOTIFY wakes workers for new jobs only. A retry becomes fetchable when its delay passes without any
+          // notification, so the backstop poll stays short.
+          notifyPollingIntervalSeconds: this.#options.pollingIntervalSeconds,
+        },
+        async (jobs) => {
+          try {
+            for (const job of jobs) {
+              await this.#limit(() => {
+                // Shutting down while this job waited its turn: leave it for the next start.
+                if (job.signal.aborted) throw new Error("stopping; the turn runs again after the restart");
+                return handler(job.data, { retryCount: job.retryCount, signal: job.signal });
+              });
+            }
+          } finally {
+            this.#fetchAgainWhenDone();
+          }
+        },
+      );
+    }
   }
 
   /**
@@ -156,7 +182,7 @@ export class PgBossTurnQueue {
    */
   #fetchAgainWhenDone(): void {
     for (const worker of this.#boss.getWipData()) {
-      if (worker.name === TURN_QUEUE && worker.count > 0) this.#boss.notifyWorker(worker.id);
+      if (worker.name.startsWith("turns-") && worker.count > 0) this.#boss.notifyWorker(worker.id);
     }
   }
 

@@ -5,6 +5,7 @@ import { ConsoleAdapter } from "../adapters/console/console-adapter.ts";
 import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
 import { type App, createApp } from "./app.ts";
 import { type Config, loadConfig } from "./config.ts";
+import type { Platform } from "./domain.ts";
 import { AppError } from "./errors.ts";
 import { startHttpServer } from "./http-server.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -35,6 +36,7 @@ async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, logger);
   const adapters: PlatformAdapter[] = [];
+  const platforms: Platform[] = [];
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
   let boltServesHttp = false;
   if (config.slack) {
@@ -50,10 +52,11 @@ async function runPlatforms(config: Config): Promise<void> {
         routes: app.routes,
       }),
     );
+    platforms.push("slack");
     boltServesHttp = !config.slack.appToken;
   }
   const http = boltServesHttp ? null : await listen(config, app, logger);
-  await app.startWorkers();
+  await app.startWorkers(platforms);
   for (const adapter of adapters) await adapter.start();
   stopOnSignals(logger, async () => {
     for (const adapter of adapters) await adapter.stop();
@@ -84,7 +87,7 @@ async function runConsole(config: Config): Promise<void> {
     await http.close();
     await app.stop();
   });
-  await app.startWorkers();
+  await app.startWorkers(["console"]);
   await adapter.run();
   await stop(0);
 }

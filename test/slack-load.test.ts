@@ -55,6 +55,7 @@ it("acknowledges 100 simultaneous /imagine in time and delivers every one, withi
     ),
   );
   expect(acks.filter((ack) => !ack.ok)).toEqual([]);
+  await slack.settled();
   expect(slack.ackFailures).toEqual([]);
 
   // Each command's root message is posted just after its acknowledgement, then its status kept current.

@@ -160,6 +160,7 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
       expect(h.fake.requests[0]?.body.size).toBe("1536x864");
       await waitUntil(() => slack.message(CHANNEL, rootTs)?.text.includes("Done"), "root status done");
       expect(slack.message(CHANNEL, rootTs)?.text).toContain("<@U0001>");
+      await slack.settled();
       expect(slack.ackFailures).toEqual([]);
     });
 

@@ -12,7 +12,15 @@ import {
   unique,
   uuid,
 } from "drizzle-orm/pg-core";
-import type { BlobRef, ImageParams, OutputFormat, Platform, TurnKind, TurnStatus } from "../domain.ts";
+import {
+  type BlobRef,
+  type ImageParams,
+  type OutputFormat,
+  PLATFORMS,
+  type Platform,
+  type TurnKind,
+  type TurnStatus,
+} from "../domain.ts";
 
 /**
  * The tables behind `PostgresConversationStore`. `migrations/` is generated from this file with
@@ -32,7 +40,6 @@ function sqlList(values: readonly string[]) {
   return sql.raw(values.map((value) => `'${value}'`).join(", "));
 }
 
-const PLATFORMS: readonly Platform[] = ["console", "slack", "discord"];
 const TURN_KINDS: readonly TurnKind[] = ["generate", "edit", "variation", "undo", "select"];
 const TURN_STATUSES: readonly TurnStatus[] = ["queued", "running", "succeeded", "failed", "canceled"];
 const FORMATS: readonly OutputFormat[] = ["png", "jpeg", "webp"];

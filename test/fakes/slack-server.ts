@@ -114,8 +114,13 @@ export interface FakeSlack extends Readonly<SlackIdentity> {
   downloads: DownloadRecord[];
   /** Every delivery the fake made (HTTP and Socket Mode), with the acknowledgement's latency. */
   acks: AckRecord[];
-  /** The acks that missed Slack's rules (late, non-200, unreachable): tests assert this stays empty. */
+  /**
+   * The acks that missed Slack's rules (late, non-200, unreachable): tests assert this stays empty. Socket Mode
+   * envelopes still waiting for their ack are not counted; `settled()` waits for them.
+   */
   readonly ackFailures: AckRecord[];
+  /** Resolves once no Socket Mode envelope is waiting for its ack (each is acked or past its deadline). */
+  settled(): Promise<void>;
   /** Top-level messages of a channel, or one thread (parent first). */
   messages(channel: string, threadTs?: string): SlackMessage[];
   message(channel: string, ts: string): SlackMessage | undefined;
@@ -295,7 +300,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     downloads: state.downloads,
     acks: state.acks,
     get ackFailures() {
-      return state.acks.filter((ack) => !ack.ok);
+      return state.acks.filter((ack) => !ack.ok && !ack.pending);
+    },
+    async settled() {
+      while (state.acks.some((ack) => ack.pending)) await new Promise((resolve) => setTimeout(resolve, 10));
     },
     messages: (channel, threadTs) => listMessages(state, channel, threadTs),
     message: (channel, ts) => findMessage(state, channel, ts),

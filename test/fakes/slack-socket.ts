@@ -126,17 +126,22 @@ export function createSocketMode(state: SlackState): FakeSocketMode {
         body: undefined,
         ok: false,
         reason: type === "events_api" ? "timeout" : "operation_timeout",
+        pending: true,
       };
       state.acks.push(record);
       return new Promise((resolve) => {
         // A late ack still updates the record's latency, but the delivery stays failed.
-        const timer = setTimeout(() => resolve(record), deadline);
+        const timer = setTimeout(() => {
+          delete record.pending;
+          resolve(record);
+        }, deadline);
         const started = performance.now();
         pending.set(envelope.envelope_id, {
           started,
           deadline,
           record,
           done: () => {
+            delete record.pending;
             clearTimeout(timer);
             resolve(record);
           },

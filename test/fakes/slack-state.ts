@@ -142,6 +142,8 @@ export interface AckRecord {
   ok: boolean;
   /** Why it failed, in Slack's words: `operation_timeout`, `dispatch_failed`, `http_timeout`, `http_error`. */
   reason?: string;
+  /** True while a Socket Mode envelope waits for its ack (neither acked nor past its deadline yet). */
+  pending?: boolean;
 }
 
 export interface ResponseUrlEntry {
