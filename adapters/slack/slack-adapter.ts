@@ -1,6 +1,7 @@
 import { Server } from "node:http";
 import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
+import { ACK_GUARD_MS, settle, withDeadline } from "../../src/deadline.ts";
 import type { ImageInput, ImageParams, Thread, ThreadKey, Turn } from "../../src/domain.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
@@ -36,6 +37,11 @@ export interface SlackAdapterOptions {
   routes?: readonly HttpRoute[];
   /** Largest attachment used as a reference image. */
   maxAttachmentBytes?: number;
+  /**
+   * How long a command or click may take to be recorded before it is acknowledged anyway (Slack allows 3 s).
+   * Only a burst on a busy database gets near it.
+   */
+  ackGuardMs?: number;
 }
 
 /** Facts about a Slack thread kept in the thread's meta, so any instance can continue it after a restart. */
@@ -143,6 +149,10 @@ export class SlackAdapter {
     await this.app.stop();
   }
 
+  get #ackGuardMs(): number {
+    return this.#options.ackGuardMs ?? ACK_GUARD_MS;
+  }
+
   get #client(): WebClient {
     return this.app.client;
   }
@@ -152,16 +162,23 @@ export class SlackAdapter {
   // -------------------------------------------------------------------------------------------------------
 
   #registerHandlers(): void {
-    this.app.command("/imagine", async ({ command, ack }) => {
-      // Validate, record and enqueue, then acknowledge: fast whatever the queue holds, and nothing acknowledged
-      // is lost. The root message is posted after the acknowledgement (it needs Slack, which may be slow or rate
-      // limited under a burst); if this process dies first, the worker posts it when the turn runs.
-      let threadKey: ThreadKey;
-      let root: NewRoot;
+    this.app.command("/imagine", async ({ command, ack, respond }) => {
+      // Validate, record and enqueue, then acknowledge: nothing acknowledged is lost. Recording is fast, but a
+      // burst on a busy database can approach Slack's 3 s; past `ackGuardMs` the command is acknowledged anyway
+      // and the recording finishes behind it. The root message is posted after the acknowledgement (it needs
+      // Slack, which may be slow or rate limited under a burst); if this process dies first, the worker posts it
+      // when the turn runs.
+      let parsed: ReturnType<typeof parseImagineText>;
       try {
-        const { prompt, params } = parseImagineText(command.text);
-        threadKey = slackCommandThreadKey(command.team_id, command.channel_id, command.trigger_id);
-        await this.#engine.submit({
+        parsed = parseImagineText(command.text);
+      } catch (error) {
+        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(error, "imagine")}` });
+        return;
+      }
+      const { prompt, params } = parsed;
+      const threadKey = slackCommandThreadKey(command.team_id, command.channel_id, command.trigger_id);
+      const recording = settle(
+        this.#engine.submit({
           threadKey,
           kind: "generate",
           prompt,
@@ -172,20 +189,29 @@ export class SlackAdapter {
             title: prompt.slice(0, 200),
             meta: { team: command.team_id, channel: command.channel_id, rootIsOurs: true, rootPosting: true },
           },
-        });
-        root = {
-          team: command.team_id,
-          channel: command.channel_id,
-          userId: command.user_id,
-          prompt,
-          params,
-        };
-      } catch (error) {
-        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(error, "imagine")}` });
+        }),
+      );
+      const root: NewRoot = {
+        team: command.team_id,
+        channel: command.channel_id,
+        userId: command.user_id,
+        prompt,
+        params,
+      };
+      const early = await withDeadline(recording, this.#ackGuardMs);
+      if (early && !early.ok) {
+        await ack({ response_type: "ephemeral", text: `✖ ${this.#userMessage(early.error, "imagine")}` });
         return;
       }
       await ack();
-      this.#rooted(threadKey, root).catch(() => {}); // logged in #rooted; the worker posts it otherwise
+      // Over HTTP the acknowledgement is sent only when this handler returns: nothing after it is awaited here.
+      void recording.then(async (outcome) => {
+        if (outcome.ok) return this.#rooted(threadKey, root).catch(() => {}); // logged in #rooted
+        await respond({
+          response_type: "ephemeral",
+          text: `✖ ${this.#userMessage(outcome.error, "imagine")}`,
+        }).catch((error: unknown) => this.#log.warn({ err: error }, "could not explain a failed command"));
+      });
     });
 
     this.app.event("app_mention", async ({ event, context, body }) => {
@@ -248,20 +274,26 @@ export class SlackAdapter {
       const value = decodeButtonValue((action as { value?: string }).value);
       const actionId = (action as { action_id: string }).action_id;
       if (!value) return await ack();
-      try {
-        const intent = await this.#intentForButton(actionId, value.t, value.i, body.user.id);
-        const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
-        // Acknowledged once recorded, as for commands: a click is never acknowledged and then lost.
-        await this.#submitAndReport({ ...intent, idempotencyKey: `slack:act:${triggerId}` });
-        await ack();
-      } catch (error) {
-        await ack();
-        await respond({
+      const explain = (error: unknown) =>
+        respond({
           response_type: "ephemeral",
           replace_original: false,
           text: `✖ ${this.#userMessage(error, actionId)}`,
-        });
+        }).catch((failure: unknown) => this.#log.warn({ err: failure }, "could not explain a failed click"));
+      const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
+      // Acknowledged once recorded, as for commands: a click is never acknowledged and then lost.
+      const recording = settle(
+        this.#intentForButton(actionId, value.t, value.i, body.user.id).then((intent) =>
+          this.#submitAndReport({ ...intent, idempotencyKey: `slack:act:${triggerId}` }),
+        ),
+      );
+      const early = await withDeadline(recording, this.#ackGuardMs);
+      await ack();
+      if (early) {
+        if (!early.ok) await explain(early.error);
+        return;
       }
+      void recording.then((outcome) => (outcome.ok ? undefined : explain(outcome.error)));
     });
   }
 

@@ -118,6 +118,7 @@ async function openPglite(options: OpenDatabaseOptions): Promise<DbHandle> {
     ...(pgdataDir === undefined ? {} : { dataDir: pgdataDir }),
     ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
   });
+  yieldBetweenQueries(client);
   const db = drizzle({ client, schema });
   return {
     db,
@@ -130,6 +131,31 @@ async function openPglite(options: OpenDatabaseOptions): Promise<DbHandle> {
       if (!client.closed) await client.close();
     },
   };
+}
+
+/**
+ * PGlite runs each statement synchronously on this thread, and its lock hands over to the next waiting statement
+ * in a microtask, so a queue of statements (a burst of 100 commands is ~1,000) runs back to back without the
+ * event loop ever turning: no timer fires and no socket is read until the queue is empty. A chat platform that
+ * waits for its acknowledgement meanwhile gives up after 3 s. Yielding once (setImmediate) inside the lock,
+ * before each statement, lets timers and I/O run between statements; it costs a few microseconds each, and
+ * statements still run one at a time in arrival order. `_runExclusiveQuery` is the lock every statement takes,
+ * in and out of transactions (PGlite 0.5); if a later PGlite renames it, this does nothing and says so.
+ */
+function yieldBetweenQueries(client: PGlite): void {
+  const lockable = client as unknown as {
+    _runExclusiveQuery?: <T>(run: () => Promise<T>) => Promise<T>;
+  };
+  const runExclusive = lockable._runExclusiveQuery?.bind(client);
+  if (!runExclusive) {
+    process.emitWarning("PGlite has no _runExclusiveQuery: statements will not yield to the event loop");
+    return;
+  }
+  lockable._runExclusiveQuery = <T>(run: () => Promise<T>) =>
+    runExclusive(async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      return run();
+    });
 }
 
 /** How many migrations drizzle has recorded as applied (0 for a database it has never migrated). */
