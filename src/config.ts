@@ -77,6 +77,9 @@ const EnvSchema = z.object({
   SLACK_API_URL: httpUrl("e.g. https://slack.com/api/"),
   DISCORD_TOKEN: optionalString,
   DISCORD_API_URL: httpUrl("e.g. https://discord.com/api"),
+  DISCORD_GUILD_ID: optionalString.refine((value) => value === undefined || /^\d{17,20}$/.test(value), {
+    message: "must be a server id (17 to 20 digits; in Discord, right-click the server → Copy Server ID)",
+  }),
   PORT: wholeNumber(0, 65535, 3000),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
@@ -99,6 +102,9 @@ function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions):
   if (slackExtras.length > 0 && !isSet("SLACK_BOT_TOKEN")) {
     problems.push(`SLACK_BOT_TOKEN is required when ${slackExtras.join(" or ")} is set`);
   }
+  if (isSet("DISCORD_GUILD_ID") && !isSet("DISCORD_TOKEN")) {
+    problems.push("DISCORD_TOKEN is required when DISCORD_GUILD_ID is set");
+  }
   if (options.requireOpenAIKey && !isSet("OPENAI_API_KEY")) {
     problems.push(
       "OPENAI_API_KEY is required to generate images: create one at https://platform.openai.com/api-keys " +
@@ -119,7 +125,8 @@ export interface Config {
     appToken: string | undefined;
     apiUrl: string | undefined;
   } | null;
-  discord: { token: string; apiUrl: string | undefined } | null;
+  /** `guildId`: register `/imagine` for this one server (instant) instead of globally. */
+  discord: { token: string; apiUrl: string | undefined; guildId?: string } | null;
   port: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   workerConcurrency: number;
@@ -164,7 +171,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
           apiUrl: e.SLACK_API_URL,
         }
       : null,
-    discord: e.DISCORD_TOKEN ? { token: e.DISCORD_TOKEN, apiUrl: e.DISCORD_API_URL } : null,
+    discord: e.DISCORD_TOKEN
+      ? {
+          token: e.DISCORD_TOKEN,
+          apiUrl: e.DISCORD_API_URL,
+          ...(e.DISCORD_GUILD_ID ? { guildId: e.DISCORD_GUILD_ID } : {}),
+        }
+      : null,
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
     workerConcurrency: e.WORKER_CONCURRENCY,

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
 import { ConsoleAdapter } from "../adapters/console/console-adapter.ts";
+import { DiscordAdapter } from "../adapters/discord/discord-adapter.ts";
 import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
 import { type App, createApp } from "./app.ts";
 import { type Config, loadConfig } from "./config.ts";
@@ -16,13 +17,7 @@ import { createLogger, type Logger } from "./logger.ts";
  */
 async function main(): Promise<void> {
   const config = loadConfig(process.env, { requireOpenAIKey: true });
-  if (config.discord) {
-    throw new AppError("config_invalid", "DISCORD_TOKEN set, but this version has no Discord adapter", {
-      userMessage:
-        "threadcanvas cannot start: the Discord adapter is not part of this version yet. Unset DISCORD_TOKEN.",
-    });
-  }
-  if (config.slack) await runPlatforms(config);
+  if (config.slack || config.discord) await runPlatforms(config);
   else await runConsole(config);
 }
 
@@ -54,6 +49,17 @@ async function runPlatforms(config: Config): Promise<void> {
     );
     platforms.push("slack");
     boltServesHttp = !config.slack.appToken;
+  }
+  if (config.discord) {
+    adapters.push(
+      new DiscordAdapter({
+        engine: app.engine,
+        logger,
+        token: config.discord.token,
+        apiUrl: config.discord.apiUrl,
+      }),
+    );
+    platforms.push("discord");
   }
   const http = boltServesHttp ? null : await listen(config, app, logger);
   await app.startWorkers(platforms);

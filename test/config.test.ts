@@ -34,6 +34,7 @@ const FULL_ENV = {
   SLACK_API_URL: "http://127.0.0.1:4020/api/",
   DISCORD_TOKEN: "discord-token",
   DISCORD_API_URL: "http://127.0.0.1:4030/api",
+  DISCORD_GUILD_ID: "1200000000000000001",
   PORT: "8080",
   LOG_LEVEL: "debug",
   WORKER_CONCURRENCY: "16",
@@ -81,7 +82,11 @@ describe("loadConfig", () => {
         appToken: "xapp-1-2-3",
         apiUrl: "http://127.0.0.1:4020/api/",
       },
-      discord: { token: "discord-token", apiUrl: "http://127.0.0.1:4030/api" },
+      discord: {
+        token: "discord-token",
+        apiUrl: "http://127.0.0.1:4030/api",
+        guildId: "1200000000000000001",
+      },
       port: 8080,
       logLevel: "debug",
       workerConcurrency: 16,
@@ -284,5 +289,19 @@ describe("loadConfig", () => {
   it("enables Discord with a token", () => {
     expect(loadConfig({ DISCORD_TOKEN: "t" }).discord).toEqual({ token: "t", apiUrl: undefined });
     expect(loadConfig({ DISCORD_API_URL: "http://127.0.0.1:1/api" }).discord).toBeNull();
+  });
+
+  it("takes DISCORD_GUILD_ID (registering for one server) as a server id, with a token", () => {
+    expect(loadConfig({ DISCORD_TOKEN: "t", DISCORD_GUILD_ID: " 1200000000000000001 " }).discord).toEqual({
+      token: "t",
+      apiUrl: undefined,
+      guildId: "1200000000000000001",
+    });
+    expect(problems(configError({ DISCORD_TOKEN: "t", DISCORD_GUILD_ID: "my-server" }))).toEqual([
+      expect.stringMatching(/^DISCORD_GUILD_ID must be a server id/),
+    ]);
+    expect(problems(configError({ DISCORD_GUILD_ID: "1200000000000000001" }))).toEqual([
+      "DISCORD_TOKEN is required when DISCORD_GUILD_ID is set",
+    ]);
   });
 });

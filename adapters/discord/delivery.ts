@@ -1,0 +1,567 @@
+import {
+  AttachmentBuilder,
+  type Client,
+  type GuildTextBasedChannel,
+  InteractionWebhook,
+  type Message,
+  MessageFlags,
+  type MessageMentionOptions,
+  RESTJSONErrorCodes,
+  type TextChannel,
+} from "discord.js";
+import type { ImageRecord, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import type { ConversationEngine, TurnEvent } from "../../src/engine-types.ts";
+import type { Logger } from "../../src/logger.ts";
+import {
+  CHANNEL_PERMISSIONS,
+  type DiscordThreadMeta,
+  discordMeta,
+  discordThreadAlias,
+  errorCode,
+  isPermissionError,
+  isReplyTurn,
+  isTokenError,
+  isTooLarge,
+  NO_MENTIONS,
+  REQUIRED_PERMISSIONS,
+  replyUsable,
+  statusKey,
+  statusPlace,
+  THREAD_PERMISSIONS,
+} from "./common.ts";
+import { fitForUpload, previewCopy, uploadLimitForTier } from "./files.ts";
+import {
+  customIdsIn,
+  failureContent,
+  headMovedContent,
+  imageFileName,
+  missingPermissionsText,
+  previewFileName,
+  progressContent,
+  resultComponents,
+  resultContent,
+  STALE_REPLY_CONTENT,
+  type StatusLine,
+  threadName,
+  turnNonce,
+} from "./render.ts";
+
+type Finished = Extract<TurnEvent, { type: "finished" }>;
+
+export interface DeliveryOptions {
+  client: Client;
+  engine: ConversationEngine;
+  logger: Logger;
+  /** Resolves once the gateway is ready (rejects after a while when it is not). */
+  whenConnected: () => Promise<void>;
+  /** Resolves once the event that made this turn was acknowledged in this process (at once elsewhere). */
+  acknowledged: (turn: Turn) => Promise<void>;
+}
+
+/**
+ * Engine → Discord: progress and outcomes shown where each turn is shown (the /imagine reply, or the turn's
+ * status message), the Discord thread started on the first result, and problems reported to the person who
+ * asked. Everything it needs to continue after a restart is in the thread's meta.
+ */
+export class DiscordDelivery {
+  readonly #client: Client;
+  readonly #engine: ConversationEngine;
+  readonly #log: Logger;
+  readonly #whenConnected: () => Promise<void>;
+  readonly #gateOf: (turn: Turn) => Promise<void>;
+  /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
+  readonly #views = new Map<string, TurnView>();
+  /** Threads being started, by thread key. */
+  readonly #threadStarts = new Map<string, Promise<string | null>>();
+
+  constructor(options: DeliveryOptions) {
+    this.#client = options.client;
+    this.#engine = options.engine;
+    this.#log = options.logger;
+    this.#whenConnected = options.whenConnected;
+    this.#gateOf = options.acknowledged;
+  }
+
+  get #botId(): string | undefined {
+    return this.#client.user?.id;
+  }
+
+  /** Settles once every thread this process is starting has been started (or failed to). */
+  async threadStartsSettled(): Promise<void> {
+    await Promise.allSettled([...this.#threadStarts.values()]);
+  }
+
+  /**
+   * Progress edits the message showing the turn: the /imagine reply, or the turn's status message. Queued
+   * synchronously, so a preview never lands after the result.
+   */
+  progress(event: Exclude<TurnEvent, { type: "finished" }>): void {
+    const status: StatusLine =
+      event.type === "queued"
+        ? { state: "queued", position: event.position }
+        : event.type === "running"
+          ? { state: "drawing" }
+          : event.type === "partial"
+            ? { state: "drawing", preview: event.partial.index + 1 }
+            : { state: "retrying", reason: event.reason, retryInMs: event.retryInMs };
+    const preview = event.type === "partial" ? event.partial.bytes : null;
+    this.#view(event.turn.id).update(() => this.#showProgress(event.turn, status, preview));
+  }
+
+  deliver(event: Finished): Promise<void> {
+    const view = this.#view(event.turn.id);
+    return view.finish(() => this.#deliverNow(event)).finally(() => this.#views.delete(event.turn.id));
+  }
+
+  #view(turnId: string): TurnView {
+    let view = this.#views.get(turnId);
+    if (!view) {
+      view = new TurnView((error) => this.#log.warn({ err: error, turnId }, "progress update failed"));
+      this.#views.set(turnId, view);
+      // Turns delivered by another process never finish here.
+      if (this.#views.size > 1000) this.#views.delete(this.#views.keys().next().value as string);
+    }
+    return view;
+  }
+
+  async #showProgress(turn: Turn, status: StatusLine, preview: Buffer | null): Promise<void> {
+    await this.#whenConnected();
+    await this.#gateOf(turn);
+    const meta = discordMeta(await this.#engine.getThread(turn.threadKey));
+    if (!meta) return;
+    const body = {
+      content: progressContent(turn, status),
+      allowedMentions: NO_MENTIONS,
+      ...(preview && status.state === "drawing" && status.preview
+        ? await previewFiles(turn, status.preview, preview)
+        : {}),
+    };
+    if (isReplyTurn(turn, meta)) {
+      if (!replyUsable(meta)) return;
+      await this.#webhook(meta).editMessage("@original", body);
+      return;
+    }
+    if (status.state === "queued") return; // the status message was posted saying so
+    const place = statusPlace(meta, turn);
+    const channel = place ? await this.channel(place.channelId) : null;
+    if (place && channel) await channel.messages.edit(place.messageId, body);
+  }
+
+  /**
+   * The outcome, shown where the turn is shown: the /imagine reply (then the thread is started from it), or the
+   * turn's status message, edited into the result. Edits make a redelivery safe: on a redelivery the message is
+   * read back first and left alone when it already shows the result; messages posted fresh carry the turn as
+   * their nonce, which Discord refuses twice. Missing permissions are reported to the person, not retried.
+   */
+  async #deliverNow(event: Finished): Promise<void> {
+    await this.#whenConnected();
+    await this.#gateOf(event.turn);
+    // Read the thread again: the meta the engine read may predate the status message this process just posted.
+    const thread = (await this.#engine.getThread(event.thread.key)) ?? event.thread;
+    event = { ...event, thread };
+    const { turn } = event;
+    const meta = discordMeta(thread);
+    if (!meta) {
+      this.#log.warn({ thread: thread.key }, "not a thread this adapter made; nothing to deliver to");
+      return;
+    }
+    try {
+      if (isReplyTurn(turn, meta)) await this.#deliverToReply(event, meta);
+      else await this.#deliverInThread(event, meta);
+      this.#log.info({ turnId: turn.id, status: turn.status, redelivery: event.redelivery }, "delivered");
+    } catch (error) {
+      if (!isPermissionError(error)) throw error;
+      this.#log.warn({ err: error, turnId: turn.id }, "missing permissions; telling the person");
+      const channel = await this.channel(meta.channelId).catch(() => null);
+      const me = this.#client.user;
+      const missing = (me && channel?.permissionsFor(me)?.missing([...REQUIRED_PERMISSIONS])) || [];
+      await this.#report(turn, meta, `✖ ${missingPermissionsText(meta.channelId, missing)}`);
+    }
+  }
+
+  async #deliverToReply(event: Finished, meta: DiscordThreadMeta): Promise<void> {
+    const { turn, thread, images, redelivery } = event;
+    let shown: MessageFacts | null = null;
+    if (replyUsable(meta)) {
+      const webhook = this.#webhook(meta);
+      try {
+        if (redelivery) {
+          const current = facts(await webhook.fetchMessage("@original"));
+          const expected = await this.#finalBody(event, meta, "thread");
+          if (showsAlready(current, expected)) shown = current;
+        }
+        shown ??= await this.#sendWithinLimit(event, meta, "thread", async (body) =>
+          facts(await webhook.editMessage("@original", { ...body, attachments: [] })),
+        );
+      } catch (error) {
+        if (!isTokenError(error)) throw error;
+        this.#log.info({ turnId: turn.id, code: errorCode(error) }, "the reply can no longer be edited");
+      }
+    }
+    shown ??= await this.#postInChannel(event, meta);
+    if (turn.status !== "succeeded" || images.length === 0) return;
+    if (meta.resultMessageId !== shown.id) {
+      await this.#engine.updateThreadMeta(thread.key, { resultMessageId: shown.id });
+    }
+    const threadId = await this.ensureThread(thread.key);
+    if (!threadId) this.#log.warn({ thread: thread.key }, "no thread started for the result");
+  }
+
+  /**
+   * After the interaction token expired: the result as a channel message answering the reply, found instead of
+   * posted again on a redelivery.
+   */
+  async #postInChannel(event: Finished, meta: DiscordThreadMeta) {
+    const { turn } = event;
+    const channel = await this.channel(meta.channelId);
+    if (!channel) throw new Error(`channel ${meta.channelId} is gone`);
+    const expected = await this.#finalBody(event, meta, "thread");
+    if (event.redelivery) {
+      // A post from a run that died is among the newest messages (a redelivery follows within moments).
+      const recent = await channel.messages.fetch({ limit: 100 }).catch(() => null);
+      const found = [...(recent?.values() ?? [])]
+        .map(facts)
+        .find(
+          (m) =>
+            m.authorId === this.#botId &&
+            m.id !== meta.replyMessageId &&
+            (showsAlready(m, expected) || (meta.replyMessageId && m.referenceId === meta.replyMessageId)),
+        );
+      if (found) return found;
+    }
+    const posted = await this.#sendWithinLimit(event, meta, "thread", async (body) =>
+      facts(
+        await channel.send({
+          ...body,
+          ...(meta.replyMessageId
+            ? { reply: { messageReference: meta.replyMessageId, failIfNotExists: false } }
+            : {}),
+          nonce: turnNonce(turn.id),
+          enforceNonce: true,
+        }),
+      ),
+    );
+    if (meta.replyMessageId) {
+      // Best effort: the reply would otherwise say "thinking…" forever.
+      await channel.messages
+        .edit(meta.replyMessageId, { content: STALE_REPLY_CONTENT, components: [], attachments: [] })
+        .catch((error: unknown) => this.#log.info({ err: error }, "could not update the stale reply"));
+    }
+    return posted;
+  }
+
+  /** A turn from the thread (a message, a button): its status message becomes the result. */
+  async #deliverInThread(event: Finished, meta: DiscordThreadMeta): Promise<void> {
+    const { turn, redelivery } = event;
+    const hint =
+      turn.sourceMessageId && !turn.sourceMessageId.startsWith(`${meta.threadId}/`) ? "reply" : "thread";
+    let place = statusPlace(meta, turn) ?? (await this.#findStatus(turn));
+    if (place) {
+      const channel = await this.channel(place.channelId);
+      const existing = redelivery ? await channel?.messages.fetch(place.messageId).catch(() => null) : null;
+      if (existing && showsAlready(facts(existing), await this.#finalBody(event, meta, hint))) return;
+      try {
+        await this.#sendWithinLimit(event, meta, hint, async (body) =>
+          facts(
+            await requireChannel(channel).messages.edit(place?.messageId ?? "", { ...body, attachments: [] }),
+          ),
+        );
+        return;
+      } catch (error) {
+        if (errorCode(error) !== RESTJSONErrorCodes.UnknownMessage) throw error;
+        place = null; // someone deleted the status message: post the result anew
+      }
+    }
+    // No message shows the turn yet: a reply to the asking message, or (for a button) a message in the thread.
+    const [sourceChannel, replyTo] = turn.sourceMessageId?.split("/") ?? [];
+    const channelId = sourceChannel ?? (await this.ensureThread(turn.threadKey));
+    const channel = channelId ? await this.channel(channelId) : null;
+    if (!channel) throw new Error(`nowhere to deliver turn ${turn.id}`);
+    const posted = await this.#sendWithinLimit(event, meta, hint, async (body) =>
+      facts(
+        await channel.send({
+          ...body,
+          ...(replyTo ? { reply: { messageReference: replyTo, failIfNotExists: false } } : {}),
+          nonce: turnNonce(turn.id),
+          enforceNonce: true,
+        }),
+      ),
+    );
+    await this.#engine.updateThreadMeta(turn.threadKey, {
+      [statusKey(turn.id)]: `${channel.id}/${posted.id}`,
+    });
+  }
+
+  /** A message turn whose status message was posted but not recorded (a crash in between): our reply to it. */
+  async #findStatus(turn: Turn): Promise<{ channelId: string; messageId: string } | null> {
+    const [channelId, sourceId] = turn.sourceMessageId?.split("/") ?? [];
+    if (!channelId || !sourceId) return null;
+    const channel = await this.channel(channelId);
+    const recent = await channel?.messages.fetch({ after: sourceId, limit: 100 }).catch(() => null);
+    const found = [...(recent?.values() ?? [])].find(
+      (m) => m.author.id === this.#botId && m.reference?.messageId === sourceId,
+    );
+    return found ? { channelId, messageId: found.id } : null;
+  }
+
+  /**
+   * Sends a result, retrying with smaller copies when Discord says a file is too large (the limit we knew was
+   * stale). Returns what the send returned.
+   */
+  async #sendWithinLimit(
+    event: Finished,
+    meta: DiscordThreadMeta,
+    hint: "thread" | "reply",
+    send: (body: FinalBody) => Promise<MessageFacts>,
+  ): Promise<MessageFacts> {
+    let limit = this.#uploadLimit(meta);
+    for (let attempt = 0; ; attempt++) {
+      const body = await this.#finalBody(event, meta, hint, limit);
+      try {
+        return await send(body);
+      } catch (error) {
+        if (!isTooLarge(error) || attempt >= 3 || body.files.length === 0) throw error;
+        const largest = Math.max(...body.sizes);
+        limit = Math.floor(Math.min(limit, largest) / 2);
+        this.#log.warn({ turnId: event.turn.id, limit }, "upload too large for the server; compressing more");
+      }
+    }
+  }
+
+  async #finalBody(
+    event: Finished,
+    meta: DiscordThreadMeta,
+    hint: "thread" | "reply",
+    limit = this.#uploadLimit(meta),
+  ): Promise<FinalBody> {
+    const { turn, thread, images } = event;
+    const none = { files: [], sizes: [], allowedMentions: NO_MENTIONS };
+    if (turn.status !== "succeeded") return { ...none, content: failureContent(turn), components: [] };
+    if (images.length === 0) {
+      const head = await this.#headAfter(turn, thread);
+      return {
+        ...none,
+        content: headMovedContent(turn, head?.position ?? null),
+        components: head ? resultComponents([head.image]) : [],
+      };
+    }
+    const compressed = new Set<number>();
+    const files: AttachmentBuilder[] = [];
+    const sizes: number[] = [];
+    for (const image of images) {
+      const upload = await fitForUpload(await this.#engine.imageBytes(image), image.format, limit);
+      if (upload.compressed) compressed.add(image.index);
+      sizes.push(upload.bytes.length);
+      files.push(
+        new AttachmentBuilder(upload.bytes, {
+          name: imageFileName(turn, image.index, upload.format),
+          description: turn.prompt.slice(0, 1000) || thread.title.slice(0, 1000),
+        }),
+      );
+    }
+    return {
+      content: resultContent(turn, images, { compressed, replyHint: hint }),
+      components: resultComponents(images),
+      files,
+      sizes,
+      allowedMentions: NO_MENTIONS,
+    };
+  }
+
+  /** Where an undo or a choice moved the head (fixed by the turn, so a redelivery renders the same). */
+  async #headAfter(
+    turn: Turn,
+    thread: Thread,
+  ): Promise<{ image: ImageRecord; position: { seq: number; index: number } } | null> {
+    let id: string | null = thread.headImageId;
+    if (turn.kind === "select" && turn.targetImageId) id = turn.targetImageId;
+    if (turn.kind === "undo" && turn.baseImageId)
+      id = (await this.#engine.getImage(turn.baseImageId))?.parentId ?? id;
+    const image = id ? await this.#engine.getImage(id) : null;
+    if (!image) return null;
+    const origin = await this.#engine.getTurn(image.turnId);
+    return { image, position: { seq: origin?.seq ?? 0, index: image.index } };
+  }
+
+  #uploadLimit(meta: DiscordThreadMeta): number {
+    if (meta.uploadLimit) return meta.uploadLimit;
+    const guild = this.#client.guilds.cache.get(meta.guildId);
+    return uploadLimitForTier(guild?.premiumTier ?? 0);
+  }
+
+  /**
+   * The Discord thread of an engine thread, started from its first result if need be; idempotent (a thread
+   * started by a process that died is found by its id, which is the message's). Null until there is a result.
+   */
+  ensureThread(threadKey: ThreadKey): Promise<string | null> {
+    const pending = this.#threadStarts.get(threadKey);
+    if (pending) return pending;
+    const starting = this.#startThread(threadKey).finally(() => this.#threadStarts.delete(threadKey));
+    this.#threadStarts.set(threadKey, starting);
+    return starting;
+  }
+
+  async #startThread(threadKey: ThreadKey): Promise<string | null> {
+    const thread = await this.#engine.getThread(threadKey);
+    const meta = discordMeta(thread);
+    if (!thread || !meta) return null;
+    if (meta.threadId) return meta.threadId;
+    if (!meta.resultMessageId) return null;
+    const channel = (await this.channel(meta.channelId)) as TextChannel | null;
+    if (!channel) return null;
+    let threadId: string;
+    try {
+      const started = await channel.threads.create({
+        startMessage: meta.resultMessageId,
+        name: threadName(thread.title),
+      });
+      threadId = started.id;
+    } catch (error) {
+      if (errorCode(error) !== RESTJSONErrorCodes.ThreadAlreadyCreatedForMessage) throw error;
+      threadId = meta.resultMessageId;
+      await this.#client.channels.fetch(threadId).catch(() => null); // cache it, or its messages are dropped
+    }
+    await this.#engine.addThreadAlias(discordThreadAlias(meta.guildId, threadId), threadKey);
+    await this.#engine.updateThreadMeta(threadKey, { threadId });
+    return threadId;
+  }
+
+  /** Tells the person who asked, privately: a follow-up while the reply's token works, else a direct message. */
+  async #report(turn: Turn, meta: DiscordThreadMeta, content: string): Promise<void> {
+    if (meta.interaction && replyUsable(meta)) {
+      try {
+        await this.#webhook(meta).send({
+          content,
+          flags: MessageFlags.Ephemeral,
+          allowedMentions: NO_MENTIONS,
+        });
+        return;
+      } catch (error) {
+        this.#log.info({ err: error }, "could not follow up; trying a direct message");
+      }
+    }
+    await this.tellPrivately(turn.userId, content);
+  }
+
+  #webhook(meta: DiscordThreadMeta): InteractionWebhook {
+    const interaction = meta.interaction;
+    if (!interaction) throw new Error("no interaction for this thread");
+    return new InteractionWebhook(this.#client as Client<true>, interaction.applicationId, interaction.token);
+  }
+
+  async channel(channelId: string): Promise<GuildTextBasedChannel | null> {
+    const channel =
+      this.#client.channels.cache.get(channelId) ??
+      (await this.#client.channels.fetch(channelId).catch(() => null));
+    return channel && "messages" in channel && !channel.isDMBased()
+      ? (channel as GuildTextBasedChannel)
+      : null;
+  }
+
+  /** What the bot lacks to answer in a channel: post (in threads: post in threads), upload, read history. */
+  missingPermissions(channel: GuildTextBasedChannel): string[] {
+    const me = this.#client.user;
+    const permissions = me ? channel.permissionsFor(me) : null;
+    if (!permissions) return [];
+    return permissions.missing(channel.isThread() ? [...THREAD_PERMISSIONS] : [...CHANNEL_PERMISSIONS]);
+  }
+
+  /** A direct message: where the bot may not post, this is the only way left to tell someone why. */
+  async tellPrivately(userId: string, content: string): Promise<void> {
+    try {
+      const user = await this.#client.users.fetch(userId);
+      await user.send({ content, allowedMentions: NO_MENTIONS });
+    } catch (error) {
+      this.#log.warn({ err: error, userId }, "could not send a direct message");
+    }
+  }
+}
+
+interface FinalBody {
+  content: string;
+  components: ReturnType<typeof resultComponents>;
+  files: AttachmentBuilder[];
+  /** Byte size of each file. */
+  sizes: number[];
+  allowedMentions: MessageMentionOptions;
+}
+
+/** Progress and delivery of one turn, applied in order; pending progress coalesces to the newest. */
+class TurnView {
+  #chain: Promise<void> = Promise.resolve();
+  #pending: (() => Promise<void>) | null = null;
+  #finished = false;
+  readonly #onError: (error: unknown) => void;
+
+  constructor(onError: (error: unknown) => void) {
+    this.#onError = onError;
+  }
+
+  update(apply: () => Promise<void>): void {
+    if (this.#finished) return;
+    const scheduled = this.#pending !== null;
+    this.#pending = apply;
+    if (scheduled) return;
+    this.#chain = this.#chain.then(async () => {
+      const next = this.#pending;
+      this.#pending = null;
+      await next?.().catch(this.#onError);
+    });
+  }
+
+  finish(deliver: () => Promise<void>): Promise<void> {
+    this.#finished = true;
+    const run = this.#chain.then(deliver);
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+}
+
+function requireChannel(channel: GuildTextBasedChannel | null | undefined): GuildTextBasedChannel {
+  if (!channel) throw new Error("the channel is gone");
+  return channel;
+}
+
+async function previewFiles(turn: Turn, preview: number, bytes: Buffer) {
+  const copy = await previewCopy(bytes);
+  return {
+    files: [new AttachmentBuilder(copy.bytes, { name: previewFileName(turn, preview, copy.format) })],
+  };
+}
+
+/** What a message shows, from discord.js or from raw JSON (webhook calls return raw JSON for uncached channels). */
+interface MessageFacts {
+  id: string;
+  authorId: string | undefined;
+  content: string;
+  attachments: number;
+  customIds: string[];
+  referenceId: string | undefined;
+}
+
+function facts(message: Message | Record<string, unknown>): MessageFacts {
+  const m = message as Record<string, unknown> & Partial<Message>;
+  const attachments = m.attachments as unknown;
+  return {
+    id: String(m.id),
+    authorId: (m.author as { id?: string } | undefined)?.id,
+    content: String(m.content ?? ""),
+    attachments: Array.isArray(attachments)
+      ? attachments.length
+      : ((attachments as { size?: number })?.size ?? 0),
+    customIds: customIdsIn((m.components as unknown[] | undefined) ?? []),
+    referenceId:
+      (m.reference as { messageId?: string } | undefined)?.messageId ??
+      (m.message_reference as { message_id?: string } | undefined)?.message_id,
+  };
+}
+
+function showsAlready(current: MessageFacts, expected: FinalBody): boolean {
+  const ids = customIdsIn(expected.components);
+  return (
+    current.content === expected.content &&
+    current.attachments === expected.files.length &&
+    current.customIds.length === ids.length &&
+    ids.every((id) => current.customIds.includes(id))
+  );
+}

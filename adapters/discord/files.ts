@@ -1,0 +1,142 @@
+import sharp from "sharp";
+import type { ImageInput, OutputFormat } from "../../src/domain.ts";
+import { AppError } from "../../src/errors.ts";
+
+/**
+ * Files in and out of Discord: people's attachments downloaded as reference images (only from Discord's CDN,
+ * only images gpt-image-2 takes, never more than a cap), and our images made to fit a server's upload limit.
+ */
+
+/** What we need of an attachment (discord.js `Attachment`, or the raw JSON of a MESSAGE_CREATE). */
+export interface DiscordFile {
+  name: string;
+  url: string;
+  contentType: string | null;
+  size: number;
+}
+
+const FORMATS: Record<string, OutputFormat> = {
+  "image/png": "png",
+  "image/jpeg": "jpeg",
+  "image/webp": "webp",
+};
+
+/** Discord's attachment hosts, plus the host of a configured API base (a proxy, or the tests' fake). */
+export function allowedFileHosts(apiUrl: string | undefined): Set<string> {
+  const hosts = new Set(["cdn.discordapp.com", "media.discordapp.net"]);
+  if (apiUrl) hosts.add(new URL(apiUrl).host);
+  return hosts;
+}
+
+export interface DownloadOptions {
+  allowedHosts: ReadonlySet<string>;
+  maxBytes: number;
+}
+
+/**
+ * Checks an attachment before anything is recorded: an image type, within the cap, on Discord's CDN. Throws
+ * AppError with a message for the person who attached it.
+ */
+export function checkAttachment(file: DiscordFile, options: DownloadOptions): OutputFormat {
+  const type = (file.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  const format = FORMATS[type];
+  if (!format) {
+    throw new AppError("unsupported_attachment", `${file.name}: ${type || "unknown type"}`, {
+      userMessage: `I can't use ${file.name}: attach PNG, JPEG or WebP images.`,
+    });
+  }
+  if (file.size > options.maxBytes) throw tooLarge(file, options.maxBytes);
+  const url = URL.canParse(file.url) ? new URL(file.url) : null;
+  if (!url || !/^https?:$/.test(url.protocol) || !options.allowedHosts.has(url.host)) {
+    throw new AppError("unsupported_attachment", `${file.name} is not on Discord's CDN`, {
+      userMessage: `I can't use ${file.name}: it is not hosted on Discord.`,
+    });
+  }
+  return format;
+}
+
+/**
+ * Downloads an attachment from Discord's CDN. Attachment URLs are signed, so no credentials are sent (the bot
+ * token never leaves for the CDN), redirects are refused, and the body is cut off past `maxBytes`.
+ */
+export async function downloadAttachment(file: DiscordFile, options: DownloadOptions): Promise<ImageInput> {
+  const format = checkAttachment(file, options);
+  const response = await fetch(file.url, { redirect: "error" }).catch((error: unknown) => {
+    throw new AppError("unsupported_attachment", `${file.name}: download failed`, {
+      userMessage: `I couldn't download ${file.name} from Discord. Please try again.`,
+      cause: error,
+    });
+  });
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new AppError("unsupported_attachment", `${file.name}: HTTP ${response.status}`, {
+      userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
+    });
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body ?? []) {
+    total += chunk.length;
+    if (total > options.maxBytes) {
+      await response.body?.cancel().catch(() => {});
+      throw tooLarge(file, options.maxBytes);
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return { bytes: Buffer.concat(chunks), format };
+}
+
+function tooLarge(file: DiscordFile, maxBytes: number): AppError {
+  const mb = Math.floor(maxBytes / (1024 * 1024));
+  return new AppError("attachment_too_large", `${file.name} is over ${maxBytes} bytes`, {
+    userMessage: `${file.name} is too large; images up to ${mb} MB work.`,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Upload limits
+// ---------------------------------------------------------------------------------------------------------
+
+/** Discord's per-file upload limit by server boost tier (0–3), for when no interaction told us the real one. */
+export function uploadLimitForTier(premiumTier: number): number {
+  const MiB = 1024 * 1024;
+  return premiumTier >= 3 ? 100 * MiB : premiumTier === 2 ? 50 * MiB : 10 * MiB;
+}
+
+export interface UploadFile {
+  bytes: Buffer;
+  format: OutputFormat;
+  /** True when these are not the stored bytes but a smaller copy. */
+  compressed: boolean;
+}
+
+/**
+ * The image as it can be uploaded under `limit` bytes: the original when it fits; otherwise a WebP copy (it keeps
+ * transparency, unlike JPEG) at falling quality, then at falling size, until it fits. The original stays in the
+ * store; only the upload is smaller.
+ */
+export async function fitForUpload(bytes: Buffer, format: OutputFormat, limit: number): Promise<UploadFile> {
+  if (bytes.length <= limit) return { bytes, format, compressed: false };
+  const { width = 1024 } = await sharp(bytes).metadata();
+  for (const scale of [1, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1]) {
+    for (const quality of [90, 75, 60, 45]) {
+      const copy = await sharp(bytes)
+        .resize({ width: Math.max(16, Math.round(width * scale)), withoutEnlargement: true })
+        .webp({ quality })
+        .toBuffer();
+      if (copy.length <= limit) return { bytes: copy, format: "webp", compressed: true };
+    }
+  }
+  throw new AppError("attachment_too_large", `image of ${bytes.length} bytes cannot fit ${limit} bytes`, {
+    userMessage: "The image is too large for this server's upload limit, even compressed.",
+  });
+}
+
+/** A stream preview, made small: it is replaced a moment later and should not cost upload time. */
+export async function previewCopy(bytes: Buffer): Promise<UploadFile> {
+  const copy = await sharp(bytes)
+    .resize({ width: 512, height: 512, fit: "inside", withoutEnlargement: true })
+    .webp({ quality: 70 })
+    .toBuffer();
+  return { bytes: copy, format: "webp", compressed: true };
+}
