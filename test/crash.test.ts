@@ -6,6 +6,7 @@ import { openDatabase } from "../src/db/database.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { startBot } from "./support/bot-process.ts";
 import { createTestDataDir, type TestDataDir } from "./support/database.ts";
+import { waitUntil } from "./support/wait.ts";
 
 /**
  * A bot killed with SIGKILL in the middle of a turn: after a restart the turn runs again and completes once —
@@ -35,7 +36,7 @@ it("completes a turn exactly once after kill -9 mid-turn", { timeout: 120_000 },
   const first = startBot(env);
   first.send("/imagine a lighthouse in a storm");
   await first.waitForOutput(/drawing…/);
-  await waitUntil(() => fake.requests.length === 1);
+  await waitUntil(() => fake.requests.length === 1, "the turn's provider call", 30_000);
   first.child.kill("SIGKILL");
   expect((await first.exited).signal).toBe("SIGKILL");
   expect(first.stdout()).not.toMatch(/✔/);
@@ -70,11 +71,3 @@ it("completes a turn exactly once after kill -9 mid-turn", { timeout: 120_000 },
   }
   expect(fake.requests.filter((r) => r.endpoint === "images.generate")).toHaveLength(2);
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

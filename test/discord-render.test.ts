@@ -21,46 +21,13 @@ import {
   turnNonce,
 } from "../adapters/discord/render.ts";
 import { DEFAULT_PARAMS, type ImageRecord, type Turn } from "../src/domain.ts";
+import { imageRecord, turnRecord } from "./support/records.ts";
 
-const turn = (overrides: Partial<Turn> = {}): Turn => ({
-  id: randomUUID(),
-  threadKey: "discord:1200000000000000001:1300000000000000001:i-1500000000000000002",
-  seq: 2,
-  kind: "generate",
-  status: "succeeded",
-  prompt: "a fox",
-  params: DEFAULT_PARAMS,
-  userId: "1400000000000000001",
-  sourceMessageId: null,
-  idempotencyKey: null,
-  targetImageId: null,
-  referenceImages: [],
-  baseImageId: null,
-  providerRequestId: null,
-  errorCode: null,
-  errorMessage: null,
-  attempts: 1,
-  costUsd: 0.042,
-  createdAt: new Date(0),
-  startedAt: null,
-  finishedAt: null,
-  deliveredAt: null,
-  ...overrides,
-});
-
-const image = (index: number, parentId: string | null = null): ImageRecord => ({
-  id: randomUUID(),
-  threadKey: "discord:1200000000000000001:1300000000000000001:i-1500000000000000002",
-  turnId: "turn-1",
-  parentId,
-  index,
-  sha256: "0".repeat(64),
-  byteSize: 100,
-  format: "png",
-  width: 1536,
-  height: 1024,
-  createdAt: new Date(0),
-});
+const THREAD_KEY = "discord:1200000000000000001:1300000000000000001:i-1500000000000000002";
+const turn = (overrides: Partial<Turn> = {}): Turn =>
+  turnRecord({ threadKey: THREAD_KEY, userId: "1400000000000000001", costUsd: 0.042, ...overrides });
+const image = (index: number, parentId: string | null = null): ImageRecord =>
+  imageRecord({ index, parentId, threadKey: THREAD_KEY, width: 1536 });
 
 type Row = {
   type: number;

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import type { Platform } from "../src/domain.ts";
 import { PgBossTurnQueue, type TurnJob } from "../src/job-queue.ts";
 import { openTestDatabase, type TestDatabase } from "./support/database.ts";
+import { waitUntil } from "./support/wait.ts";
 
 /**
  * The turn queue on its own (pg-boss on PGlite, or PostgreSQL with TEST_DATABASE_URL): a process works only
@@ -28,25 +29,17 @@ afterEach(async () => {
 
 const job = (threadKey: string, n: number): TurnJob => ({ turnId: `${threadKey}#${n}`, threadKey });
 
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 it("works only the platforms it is given; another process's turns wait for it", async () => {
   await queue.enqueue(job("slack:T1:C1:1.1", 1));
   await queue.enqueue(job("console:me:a", 1));
   const ran: string[] = [];
   const handler = async (j: TurnJob) => void ran.push(j.turnId);
   await queue.work(handler, ["console"]);
-  await waitFor(() => ran.length === 1, "the console turn");
+  await waitUntil(() => ran.length === 1, "the console turn");
   await new Promise((resolve) => setTimeout(resolve, 1_200)); // a couple of polls: the Slack turn stays queued
   expect(ran).toEqual(["console:me:a#1"]);
   await queue.work(handler, ["slack"] satisfies Platform[]);
-  await waitFor(() => ran.length === 2, "the slack turn");
+  await waitUntil(() => ran.length === 2, "the slack turn");
   expect(ran).toEqual(["console:me:a#1", "slack:T1:C1:1.1#1"]);
 });
 
@@ -63,7 +56,7 @@ it("runs at most `concurrency` turns at once across platforms, and a thread's tu
     order.set(j.threadKey, [...(order.get(j.threadKey) ?? []), Number(j.turnId.split("#")[1])]);
     running--;
   });
-  await waitFor(() => [...order.values()].flat().length === 12, "all twelve turns");
+  await waitUntil(() => [...order.values()].flat().length === 12, "all twelve turns");
   expect(peak).toBe(2);
   for (const key of keys) expect(order.get(key)).toEqual([1, 2, 3]);
 });

@@ -4,6 +4,7 @@ import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
 import type { ConversationEngine } from "../src/engine-types.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { waitUntil } from "./support/wait.ts";
 
 /**
  * When recording a command takes longer than the adapter's guard (a burst on a busy embedded database), Slack
@@ -60,20 +61,6 @@ beforeEach(() => {
   failSubmit = null;
   h.fake.reset();
 });
-
-async function waitUntil<T>(
-  probe: () => T | undefined | false,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 it("a command whose recording is slow is acknowledged before it is recorded, then delivered", async () => {
   const before = new Set(slack.messages(CHANNEL).map((m) => m.ts));

@@ -6,6 +6,7 @@ import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
 import { type BotProcess, startBot } from "./support/bot-process.ts";
 import { createTestDataDir, type TestDataDir } from "./support/database.ts";
+import { waitUntil } from "./support/wait.ts";
 
 /**
  * `npm start` with Slack configured, killed with SIGKILL at the two moments that matter, then started again:
@@ -105,7 +106,11 @@ it("a bot killed while the provider draws finishes the turn once after a restart
   const health = await fetch(first.url.replace("/slack/events", "/healthz"));
   expect(health.status).toBe(200);
   await imagine(first.url, "a lighthouse in a storm");
-  await waitUntil(() => openai.requests.length === 1 && roots().length === 1);
+  await waitUntil(
+    () => openai.requests.length === 1 && roots().length === 1,
+    "the root message and the provider call",
+    30_000,
+  );
   await kill(first.bot);
   expect(slack.uploads).toHaveLength(0);
 
@@ -149,11 +154,3 @@ it("a bot killed just after posting the root message does not post a second one"
   await expectDeliveredOnce(second.bot);
   expect(slack.calls.filter((c) => c.method === "conversations.history")).not.toHaveLength(0);
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

@@ -9,7 +9,8 @@ import {
   rootMessage,
   statusText,
 } from "../adapters/slack/render.ts";
-import { DEFAULT_PARAMS, type ImageRecord, type Thread, type Turn } from "../src/domain.ts";
+import type { ImageRecord, Thread, Turn } from "../src/domain.ts";
+import { imageRecord, turnRecord } from "./support/records.ts";
 
 const thread: Thread = {
   key: "slack:T1:C1:1712.0001",
@@ -21,44 +22,10 @@ const thread: Thread = {
   createdAt: new Date(0),
   updatedAt: new Date(0),
 };
-const turn = (overrides: Partial<Turn> = {}): Turn => ({
-  id: "turn-1",
-  threadKey: thread.key,
-  seq: 2,
-  kind: "generate",
-  status: "succeeded",
-  prompt: "a fox",
-  params: DEFAULT_PARAMS,
-  userId: "U1",
-  sourceMessageId: null,
-  idempotencyKey: null,
-  targetImageId: null,
-  referenceImages: [],
-  baseImageId: null,
-  providerRequestId: null,
-  errorCode: null,
-  errorMessage: null,
-  attempts: 1,
-  costUsd: 0.04,
-  createdAt: new Date(0),
-  startedAt: null,
-  finishedAt: null,
-  deliveredAt: null,
-  ...overrides,
-});
-const image = (index: number, parentId: string | null = null): ImageRecord => ({
-  id: `img-${index}`,
-  threadKey: thread.key,
-  turnId: "turn-1",
-  parentId,
-  index,
-  sha256: "0".repeat(64),
-  byteSize: 10,
-  format: "png",
-  width: 1024,
-  height: 1024,
-  createdAt: new Date(0),
-});
+const turn = (overrides: Partial<Turn> = {}): Turn =>
+  turnRecord({ id: "turn-1", threadKey: thread.key, ...overrides });
+const image = (index: number, parentId: string | null = null): ImageRecord =>
+  imageRecord({ index, parentId, id: `img-${index}`, threadKey: thread.key, byteSize: 10 });
 
 type Block = {
   type: string;

@@ -12,6 +12,7 @@ import {
   startFakeSlack,
 } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { waitUntil } from "./support/wait.ts";
 
 /**
  * Slack end to end, over HTTP and over Socket Mode: the real Bolt app and the real engine, against the fake
@@ -78,20 +79,6 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
   beforeEach(() => {
     h.fake.reset();
   });
-
-  async function waitUntil<T>(
-    probe: () => T | undefined | false,
-    what: string,
-    timeoutMs = 20_000,
-  ): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = probe();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
 
   const uploadsIn = (rootTs: string) => slack.uploads.filter((u) => u.completed && u.thread_ts === rootTs);
   /** The bot's replies in a thread (not the root message). */
