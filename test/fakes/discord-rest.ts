@@ -186,6 +186,10 @@ export async function handleRest(
       call,
     };
     const response = await route.handler(state, request, params);
+    if (response.status < 400) {
+      call.status = response.status;
+      await runAfterCall(state, call);
+    }
     finish(response.status, response.body);
   } catch (error) {
     if (error instanceof DiscordApiError) {
@@ -196,6 +200,14 @@ export async function handleRest(
     console.error("[fake-discord]", error);
     finish(500, { message: "500: Internal Server Error", code: 0 });
   }
+}
+
+/** The first hook of the call's route whose `match` accepts it runs (once), awaited before the answer is sent. */
+async function runAfterCall(state: DiscordState, call: ApiCall): Promise<void> {
+  const hooks = call.route ? state.afterCall.get(call.route) : undefined;
+  const index = hooks?.findIndex((hook) => hook.match(call)) ?? -1;
+  const [hook] = index >= 0 ? (hooks?.splice(index, 1) ?? []) : [];
+  await hook?.run(call);
 }
 
 /** A malformed escape cannot name a route: "%zz" gets the same 404 as any unknown path. */

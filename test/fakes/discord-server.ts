@@ -147,6 +147,18 @@ export interface FakeDiscord {
   allowChannel(channelId: string): void;
   setAttachmentSizeLimit(bytes: number): void;
   setAckDeadline(ms: number): void;
+  /**
+   * Runs `hook` once, after the next successful call of a route (that `match` accepts, if given) has taken effect
+   * and before its answer is sent (awaited): a test can kill the bot at exactly that point. The route is named as
+   * in `failNext`, e.g. `"PATCH /webhooks/{application}/{token}/messages/@original"`; an unknown one throws.
+   */
+  afterNextCall(
+    route: string,
+    hook: (call: ApiCall) => void | Promise<void>,
+    match?: (call: ApiCall) => boolean,
+  ): void;
+  /** Hooks of `afterNextCall` that have not run yet, by route. */
+  pendingAfterCalls(): string[];
   /** Scripted failures for the next calls of a route, e.g. `"POST /channels/{channel}/messages"`. */
   failNext(route: string, ...failures: DiscordFailure[]): void;
   /** Moves the fake's clock (negative rewinds): interaction deadlines, token expiry, CDN link expiry, snowflakes. */
@@ -182,6 +194,7 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     cdnSecret: randomBytes(32),
     calls: [],
     downloads: [],
+    afterCall: new Map(),
     ackDeadlineMs: options.ackDeadlineMs ?? 3000,
     interactionTokenTtlMs: options.interactionTokenTtlMs ?? 15 * 60 * 1000,
     attachmentSizeLimit: options.attachmentSizeLimit ?? 10 * 1024 * 1024,
@@ -275,6 +288,12 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     allowChannel: (channelId) => setOverwrite(channelId, 0n),
     setAttachmentSizeLimit: (bytes) => void (state.attachmentSizeLimit = bytes),
     setAckDeadline: (ms) => void (state.ackDeadlineMs = ms),
+    afterNextCall(route, hook, match = () => true) {
+      if (!routes.some((r) => `${r.method} ${r.pattern}` === route))
+        throw new Error(`fake Discord: no route ${route}`);
+      state.afterCall.set(route, [...(state.afterCall.get(route) ?? []), { match, run: hook }]);
+    },
+    pendingAfterCalls: () => [...state.afterCall].flatMap(([route, hooks]) => hooks.map(() => route)),
     failNext: (route, ...list) => void failures.set(route, [...(failures.get(route) ?? []), ...list]),
     advanceTime: (ms) => void (state.clock.offsetMs += ms),
     now: () => now(state),

@@ -262,6 +262,13 @@ export interface CommandRecord {
   [field: string]: unknown;
 }
 
+/** A one-shot hook run after a REST call succeeded, before its answer is sent (see `afterNextCall`). */
+export interface AfterCallHook {
+  /** Which successful call of the route it waits for; the first match takes it. */
+  match: (call: ApiCall) => boolean;
+  run: (call: ApiCall) => void | Promise<void>;
+}
+
 export interface UserHandle {
   id: string;
   username: string;
@@ -289,6 +296,8 @@ export interface DiscordState {
   cdnSecret: Buffer;
   calls: ApiCall[];
   downloads: DownloadRecord[];
+  /** Hooks per route (`"PATCH /channels/{channel}/messages/{message}"`), taken by the first matching success. */
+  afterCall: Map<string, AfterCallHook[]>;
   ackDeadlineMs: number;
   interactionTokenTtlMs: number;
   attachmentSizeLimit: number;

@@ -65,6 +65,9 @@ export class WsConnection {
     this.#handlers = handlers;
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", () => {});
+    // The client's FIN (a process that died, or the end of its close handshake): the upgraded socket is
+    // half-open, so end our side too, or a dead client would count as connected until the next write.
+    socket.on("end", () => socket.end());
     socket.on("close", () => this.#finish(1006, ""));
   }
 
