@@ -115,6 +115,19 @@ export interface ImageRecord {
   createdAt: Date;
 }
 
+/**
+ * Every adapter names an image file after its version — v3-1.png, v3-2.jpg — so a person can tell versions
+ * apart, and a delivery that runs again can find what was already posted by name. `format` may differ from the
+ * stored image's (a compressed copy).
+ */
+export function imageFileName(seq: number, index: number, format: OutputFormat): string {
+  return `v${seq}-${index + 1}.${fileExtension(format)}`;
+}
+
+export function fileExtension(format: OutputFormat): string {
+  return format === "jpeg" ? "jpg" : format;
+}
+
 export interface UsageEntry {
   model: string;
   inputTokens: number;

@@ -8,7 +8,6 @@ import {
   encodeCustomId,
   failureContent,
   headMovedContent,
-  imageFileName,
   imageIdFromComponents,
   MAX_CONTENT,
   MAX_CUSTOM_ID,
@@ -20,7 +19,7 @@ import {
   threadName,
   turnNonce,
 } from "../adapters/discord/render.ts";
-import { DEFAULT_PARAMS, type ImageRecord, type Turn } from "../src/domain.ts";
+import { DEFAULT_PARAMS, type ImageRecord, imageFileName, type Turn } from "../src/domain.ts";
 import { imageRecord, turnRecord } from "./support/records.ts";
 
 const THREAD_KEY = "discord:1200000000000000001:1300000000000000001:i-1500000000000000002";
@@ -197,8 +196,8 @@ describe("text", () => {
   });
 
   it("file names follow the version", () => {
-    expect(imageFileName({ seq: 3 }, 1, "png")).toBe("v3-2.png");
-    expect(imageFileName({ seq: 3 }, 0, "jpeg")).toBe("v3-1.jpg");
+    expect(imageFileName(3, 1, "png")).toBe("v3-2.png");
+    expect(imageFileName(3, 0, "jpeg")).toBe("v3-1.jpg");
   });
 
   it("missing permissions are named as Discord's settings name them", () => {

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
-import type { ImageRecord, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import { type ImageRecord, imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import { describeParams, FLAG_HELP, parseImagineText } from "../../src/flags.ts";
@@ -234,7 +234,7 @@ export class ConsoleAdapter {
     const dir = path.join(this.#options.outDir, threadDirName(thread.key));
     await mkdir(dir, { recursive: true });
     for (const image of images) {
-      const file = path.join(dir, imageFileName(turn, image));
+      const file = path.join(dir, imageFileName(turn.seq, image.index, image.format));
       // Same name for the same image: delivering twice (after a crash) rewrites one file, never adds a second.
       await writeFile(file, await this.#options.engine.imageBytes(image));
       this.#say(`✔ ${label}: ${file} (${image.width}x${image.height}, image ${shortId(image.id)})`);
@@ -272,9 +272,4 @@ function describeHeadMove(turn: Turn, thread: Thread): string {
 /** `console:me:ab12cd34` → `console-me-ab12cd34`: one folder per thread, safe on every file system. */
 export function threadDirName(key: ThreadKey): string {
   return key.replace(/[^A-Za-z0-9._-]+/g, "-");
-}
-
-export function imageFileName(turn: Turn, image: ImageRecord): string {
-  const extension = image.format === "jpeg" ? "jpg" : image.format;
-  return `v${turn.seq}-${image.index + 1}.${extension}`;
 }

@@ -9,7 +9,7 @@ import {
   RESTJSONErrorCodes,
   type TextChannel,
 } from "discord.js";
-import type { ImageRecord, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import { type ImageRecord, imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
 import type { ConversationEngine, TurnEvent } from "../../src/engine-types.ts";
 import type { Logger } from "../../src/logger.ts";
 import {
@@ -34,7 +34,6 @@ import {
   customIdsIn,
   failureContent,
   headMovedContent,
-  imageFileName,
   missingPermissionsText,
   previewFileName,
   progressContent,
@@ -354,7 +353,7 @@ export class DiscordDelivery {
       sizes.push(upload.bytes.length);
       files.push(
         new AttachmentBuilder(upload.bytes, {
-          name: imageFileName(turn, image.index, upload.format),
+          name: imageFileName(turn.seq, image.index, upload.format),
           description: turn.prompt.slice(0, 1000) || thread.title.slice(0, 1000),
         }),
       );

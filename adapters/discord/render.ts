@@ -1,5 +1,5 @@
 import { ButtonStyle, ComponentType, escapeMarkdown } from "discord.js";
-import type { ImageRecord, OutputFormat, Turn } from "../../src/domain.ts";
+import { fileExtension, type ImageRecord, type OutputFormat, type Turn } from "../../src/domain.ts";
 import { describeParams } from "../../src/flags.ts";
 
 /**
@@ -251,13 +251,8 @@ export function threadName(prompt: string): string {
   return chars.length > 100 ? `${chars.slice(0, 99).join("")}…` : name;
 }
 
-/** File names follow the version: v3-1.png, v3-2.webp … */
-export function imageFileName(turn: Pick<Turn, "seq">, index: number, format: OutputFormat): string {
-  return `v${turn.seq}-${index + 1}.${format === "jpeg" ? "jpg" : format}`;
-}
-
 export function previewFileName(turn: Pick<Turn, "seq">, preview: number, format: OutputFormat): string {
-  return `v${turn.seq}-preview-${preview}.${format === "jpeg" ? "jpg" : format}`;
+  return `v${turn.seq}-preview-${preview}.${fileExtension(format)}`;
 }
 
 const PERMISSION_NAMES: Record<string, string> = {

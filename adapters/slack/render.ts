@@ -105,11 +105,6 @@ export function describeTurn(turn: Turn): string {
   }
 }
 
-/** File names in the thread follow the version: v3-1.png, v3-2.png … */
-export function imageFileName(turn: Turn, image: ImageRecord): string {
-  return `v${turn.seq}-${image.index + 1}.${image.format === "jpeg" ? "jpg" : image.format}`;
-}
-
 /** The message under a result: what changed, and the buttons that act on it. */
 export function resultMessage(thread: Thread, turn: Turn, images: readonly ImageRecord[]) {
   const head = images[0];

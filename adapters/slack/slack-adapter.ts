@@ -2,7 +2,14 @@ import { Server } from "node:http";
 import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import { ACK_GUARD_MS, settle, withDeadline } from "../../src/deadline.ts";
-import type { ImageInput, ImageParams, Thread, ThreadKey, Turn } from "../../src/domain.ts";
+import {
+  type ImageInput,
+  type ImageParams,
+  imageFileName,
+  type Thread,
+  type ThreadKey,
+  type Turn,
+} from "../../src/domain.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import { parseImagineText } from "../../src/flags.ts";
@@ -14,7 +21,6 @@ import {
   decodeButtonValue,
   failureMessage,
   headMovedMessage,
-  imageFileName,
   resultMessage,
   rootMessage,
   type StatusLine,
@@ -536,7 +542,9 @@ export class SlackAdapter {
       await this.#updateStatus(turn, { state: "done", images: 0 });
       return;
     }
-    const missing = images.filter((image) => !already.files.has(imageFileName(turn, image)));
+    const missing = images.filter(
+      (image) => !already.files.has(imageFileName(turn.seq, image.index, image.format)),
+    );
     if (missing.length > 0) {
       const origin = turn.prompt || thread.title;
       await this.#client.files.uploadV2({
@@ -545,8 +553,8 @@ export class SlackAdapter {
         file_uploads: await Promise.all(
           missing.map(async (image) => ({
             file: await this.#engine.imageBytes(image),
-            filename: imageFileName(turn, image),
-            title: imageFileName(turn, image),
+            filename: imageFileName(turn.seq, image.index, image.format),
+            title: imageFileName(turn.seq, image.index, image.format),
             alt_text: origin.slice(0, 1000),
           })),
         ),
