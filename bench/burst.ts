@@ -11,8 +11,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { ConversationEngine } from "../src/engine-types.ts";
 import type { Logger } from "../src/logger.ts";
+import type { ConversationEngine } from "../src/ports.ts";
 import { loadFixture } from "./fixtures.ts";
 import {
   createScratchDatabase,

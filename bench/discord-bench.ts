@@ -7,8 +7,9 @@
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:discord
  *   npm run bench:discord -- --burst 200 --runs 5 --delay 2000
  */
-import { registerCommands } from "../adapters/discord/commands.ts";
-import { DiscordAdapter } from "../adapters/discord/discord-adapter.ts";
+
+import { DiscordAdapter } from "../adapters/discord/adapter.ts";
+import { registerCommands } from "../adapters/discord/setup.ts";
 import { type InteractionHandle, startFakeDiscord } from "../test/fakes/discord-server.ts";
 import { runBurstBench } from "./burst.ts";
 

@@ -14,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { redactDatabaseUrl } from "../src/db/database.ts";
+import { redactDatabaseUrl } from "../src/store/database.ts";
 import { createScratchDatabase, dropScratchDatabase, note, serverVersion, startedAt } from "./harness.ts";
 import { type BenchReport, printReport } from "./report.ts";
 import {

@@ -3,9 +3,9 @@ import pg from "pg";
 import pino from "pino";
 import { type App, createApp } from "../src/app.ts";
 import { type Config, loadConfig } from "../src/config.ts";
-import type { ImageProvider, Turn } from "../src/domain.ts";
-import type { Intent, TurnEvent, TurnObserver } from "../src/engine-types.ts";
+import type { Turn } from "../src/domain.ts";
 import { createLogger, type Logger } from "../src/logger.ts";
+import type { ImageProvider, Intent, TurnEvent, TurnObserver } from "../src/ports.ts";
 
 /** When this process started measuring; progress notes go to stderr so that `--json` keeps stdout clean. */
 export const startedAt = performance.now();

@@ -1,13 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type {
-  EditRequest,
-  ImageProvider,
-  ImageRequest,
-  ImageResult,
-  ProviderImage,
-  Quality,
-  UsageEntry,
-} from "../src/domain.ts";
+import type { Quality, UsageEntry } from "../src/domain.ts";
+import type { EditRequest, ImageProvider, ImageRequest, ImageResult, ProviderImage } from "../src/ports.ts";
 import { type Fixture, pngSize, withTextChunk } from "./fixtures.ts";
 
 /**

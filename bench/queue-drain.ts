@@ -1,14 +1,15 @@
 /**
  * How fast the turn queue drains a backlog (see "Queue backlog" in bench/README.md). JOBS jobs spread over THREADS
  * threads (default: one each) are enqueued before the workers start; each job takes ~20 ms, so with concurrency 4
- * the floor is JOBS / 4 × 20 ms. Before the fix in src/job-queue.ts every worker slept out the 1 s poll interval
+ * the floor is JOBS / 4 × 20 ms. Before the fix in src/queue/job-queue.ts every worker slept out the 1 s poll interval
  * after each job, because pg-boss sends a NOTIFY only when a job is inserted.
  *
  * Usage: JOBS=40 [THREADS=4] node --import tsx bench/queue-drain.ts [postgres://…/scratch_db]   (no URL: in-memory PGlite)
  */
-import { openDatabase } from "../src/db/database.ts";
-import { PgBossTurnQueue } from "../src/job-queue.ts";
+
 import { createLogger } from "../src/logger.ts";
+import { PgBossTurnQueue } from "../src/queue/job-queue.ts";
+import { openDatabase } from "../src/store/database.ts";
 
 const url = process.argv[2];
 const database = await openDatabase(url ? { databaseUrl: url } : {});

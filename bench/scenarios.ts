@@ -3,7 +3,7 @@
  * DATA_DIR and database (see engine-bench.ts). They only measure and return figures; nothing here asserts.
  */
 import type { ImageParams, Turn } from "../src/domain.ts";
-import type { Intent } from "../src/engine-types.ts";
+import type { Intent } from "../src/ports.ts";
 import { type Fixture, loadFixture } from "./fixtures.ts";
 import { type BenchApp, note, openBenchApp, type Summary, summarize, type TurnTiming } from "./harness.ts";
 import { InstantImageProvider, TimedImageProvider } from "./instant-provider.ts";

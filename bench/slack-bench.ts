@@ -7,7 +7,7 @@
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:slack   # a scratch database there
  *   npm run bench:slack -- --burst 200 --runs 5 --delay 2000
  */
-import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
+import { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { startFakeSlack } from "../test/fakes/slack-server.ts";
 import { runBurstBench } from "./burst.ts";
 

@@ -1,15 +1,16 @@
 import path from "node:path";
 import { sql } from "drizzle-orm";
-import { FsBlobStore } from "./blob-store.ts";
 import type { Config } from "./config.ts";
-import { PostgresConversationStore } from "./conversation-store.ts";
-import { type DbHandle, openDatabase } from "./db/database.ts";
-import type { ImageProvider, Platform } from "./domain.ts";
-import { Engine, type EngineOptions } from "./engine.ts";
-import { type HttpRoute, operationalRoutes } from "./http-server.ts";
-import { PgBossTurnQueue, type TurnQueueOptions } from "./job-queue.ts";
+import type { Platform } from "./domain.ts";
+import { Engine, type EngineOptions } from "./engine/engine.ts";
+import { type HttpRoute, operationalRoutes } from "./http/http-server.ts";
 import type { Logger } from "./logger.ts";
+import type { ImageProvider } from "./ports.ts";
 import { createOpenAIImageProvider } from "./provider/openai-images.ts";
+import { PgBossTurnQueue, type TurnQueueOptions } from "./queue/job-queue.ts";
+import { FsBlobStore } from "./store/blob-store.ts";
+import { PostgresConversationStore } from "./store/conversation-store.ts";
+import { type DbHandle, openDatabase } from "./store/database.ts";
 
 export interface App {
   engine: Engine;

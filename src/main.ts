@@ -1,19 +1,17 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
-import { ConsoleAdapter } from "../adapters/console/console-adapter.ts";
-import { DiscordAdapter } from "../adapters/discord/discord-adapter.ts";
-import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
 import { type App, createApp } from "./app.ts";
 import { type Config, loadConfig } from "./config.ts";
 import type { Platform } from "./domain.ts";
 import { AppError } from "./errors.ts";
-import { startHttpServer } from "./http-server.ts";
+import { startHttpServer } from "./http/http-server.ts";
 import { createLogger, type Logger } from "./logger.ts";
 
 /**
  * `npm start`: every adapter whose token is set, the HTTP server and the workers. With no platform token, the
  * console adapter runs in this terminal; its logs go to a file so they do not interleave with the conversation.
+ * An adapter's module (and its platform's SDK) is loaded only when that adapter runs.
  */
 async function main(): Promise<void> {
   const config = loadConfig(process.env, { requireOpenAIKey: true });
@@ -35,6 +33,7 @@ async function runPlatforms(config: Config): Promise<void> {
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
   let boltServesHttp = false;
   if (config.slack) {
+    const { SlackAdapter } = await import("../adapters/slack/adapter.ts");
     adapters.push(
       new SlackAdapter({
         engine: app.engine,
@@ -51,6 +50,7 @@ async function runPlatforms(config: Config): Promise<void> {
     boltServesHttp = !config.slack.appToken;
   }
   if (config.discord) {
+    const { DiscordAdapter } = await import("../adapters/discord/adapter.ts");
     adapters.push(
       new DiscordAdapter({
         engine: app.engine,
@@ -81,6 +81,7 @@ async function runConsole(config: Config): Promise<void> {
 
   const app = await createApp(config, logger);
   const http = await listen(config, app, logger);
+  const { ConsoleAdapter } = await import("../adapters/console/console-adapter.ts");
   const adapter = new ConsoleAdapter({
     engine: app.engine,
     input: process.stdin,

@@ -5,18 +5,11 @@ import path from "node:path";
 import { sql } from "drizzle-orm";
 import { fromPglite, PgBoss } from "pg-boss";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { FsBlobStore, sha256Hex } from "../src/blob-store.ts";
-import { PostgresConversationStore } from "../src/conversation-store.ts";
-import { countAppliedMigrations } from "../src/db/database.ts";
-import {
-  DEFAULT_PARAMS,
-  type NewImage,
-  type NewTurn,
-  type SqlExecutor,
-  type Turn,
-  type TurnOutcome,
-  type UsageEntry,
-} from "../src/domain.ts";
+import { DEFAULT_PARAMS, type Turn, type UsageEntry } from "../src/domain.ts";
+import type { NewImage, NewTurn, SqlExecutor, TurnOutcome } from "../src/ports.ts";
+import { FsBlobStore, sha256Hex } from "../src/store/blob-store.ts";
+import { PostgresConversationStore } from "../src/store/conversation-store.ts";
+import { countAppliedMigrations } from "../src/store/database.ts";
 import { openTestDatabase, type TestDatabase } from "./support/database.ts";
 
 /**
@@ -537,6 +530,22 @@ describe("threads", () => {
     await expect(store.updateThreadMeta(threadKey(), { a: 1 })).rejects.toMatchObject({
       code: "thread_not_found",
     });
+  });
+
+  test("turn messages: one per turn and role, replaced when saved again, gone with the turn", async () => {
+    const key = threadKey();
+    const [a, b] = [await record(key), await record(key)];
+    expect(await store.turnMessage(a.id, "status")).toBeNull();
+    await store.saveTurnMessage(a.id, "status", "1712.0002");
+    await store.saveTurnMessage(b.id, "status", "1712.0003");
+    expect(await store.turnMessage(a.id, "status")).toBe("1712.0002");
+    expect(await store.turnMessage(b.id, "status")).toBe("1712.0003");
+    await store.saveTurnMessage(a.id, "status", "1712.0009"); // posted again after the first was deleted
+    expect(await store.turnMessage(a.id, "status")).toBe("1712.0009");
+    expect((await store.getThread(key))?.meta).toEqual({}); // nothing grows in the thread's meta
+    await expect(store.saveTurnMessage(randomUUID(), "status", "x")).rejects.toThrow();
+    await h.db.execute(sql`delete from threads where key = ${key}`);
+    expect(await store.turnMessage(b.id, "status")).toBeNull();
   });
 
   test("an alias finds its thread; it is idempotent and cannot be taken twice", async () => {

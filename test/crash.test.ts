@@ -1,8 +1,8 @@
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { PostgresConversationStore } from "../src/conversation-store.ts";
-import { openDatabase } from "../src/db/database.ts";
+import { PostgresConversationStore } from "../src/store/conversation-store.ts";
+import { openDatabase } from "../src/store/database.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { startBot } from "./support/bot-process.ts";
 import { createTestDataDir, type TestDataDir } from "./support/database.ts";

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { describe, type ExpectStatic, it, type TestContext } from "vitest";
-import { registerCommands } from "../adapters/discord/commands.ts";
-import { discordThreadAlias } from "../adapters/discord/discord-adapter.ts";
-import { PostgresConversationStore } from "../src/conversation-store.ts";
-import { openDatabase } from "../src/db/database.ts";
+import { registerCommands } from "../adapters/discord/setup.ts";
+import { discordThreadAlias } from "../adapters/discord/threads.ts";
+import { PostgresConversationStore } from "../src/store/conversation-store.ts";
+import { openDatabase } from "../src/store/database.ts";
 import {
   type ApiCall,
   type FakeDiscord,

@@ -1,7 +1,7 @@
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { registerCommands } from "../adapters/discord/commands.ts";
-import { DiscordAdapter } from "../adapters/discord/discord-adapter.ts";
+import { DiscordAdapter } from "../adapters/discord/adapter.ts";
+import { registerCommands } from "../adapters/discord/setup.ts";
 import { type FakeDiscord, type InteractionHandle, startFakeDiscord } from "./fakes/discord-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 

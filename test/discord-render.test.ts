@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ButtonStyle, ComponentType } from "discord.js";
 import { describe, expect, it } from "vitest";
-import { ASPECT_CHOICES, imagineCommand } from "../adapters/discord/commands.ts";
 import {
   customIdsIn,
   decodeCustomId,
@@ -15,10 +14,11 @@ import {
   progressContent,
   resultComponents,
   resultContent,
-  statusText,
   threadName,
   turnNonce,
 } from "../adapters/discord/render.ts";
+import { ASPECT_CHOICES, imagineCommand } from "../adapters/discord/setup.ts";
+import { statusText } from "../adapters/shared/render.ts";
 import { DEFAULT_PARAMS, type ImageRecord, imageFileName, type Turn } from "../src/domain.ts";
 import { imageRecord, turnRecord } from "./support/records.ts";
 

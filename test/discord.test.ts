@@ -5,9 +5,10 @@ import { promisify } from "node:util";
 import { MessageFlags } from "discord.js";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { registerCommands } from "../adapters/discord/commands.ts";
-import { DiscordAdapter, discordCommandThreadKey } from "../adapters/discord/discord-adapter.ts";
+import { DiscordAdapter } from "../adapters/discord/adapter.ts";
 import { decodeCustomId } from "../adapters/discord/render.ts";
+import { registerCommands } from "../adapters/discord/setup.ts";
+import { discordCommandThreadKey } from "../adapters/discord/threads.ts";
 import {
   type FakeDiscord,
   type InteractionHandle,
@@ -170,7 +171,7 @@ describe("discord: commands", () => {
     ]);
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ["--import", "tsx", path.join(REPO_ROOT, "adapters/discord/register.ts")],
+      ["--import", "tsx", path.join(REPO_ROOT, "adapters/discord/setup.ts")],
       {
         cwd: REPO_ROOT,
         env: {

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
-import { parseImagineText } from "../src/flags.ts";
+import { parseImagineText } from "../src/request/flags.ts";
 import { makePng } from "./fakes/images.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ImageParams } from "../src/domain.ts";
 import { AppError, type ErrorCode } from "../src/errors.ts";
-import { describeParams, FLAG_HELP, type ParsedImagine, parseImagineText } from "../src/flags.ts";
+import { describeParams, FLAG_HELP, type ParsedImagine, parseImagineText } from "../src/request/flags.ts";
 
 const VALID_FLAGS = "--ar, --size, --quality, --n, --format, --transparent, --think";
 

@@ -1,9 +1,9 @@
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { PostgresConversationStore } from "../src/conversation-store.ts";
 import { DEFAULT_PARAMS } from "../src/domain.ts";
-import { operationalRoutes, startHttpServer } from "../src/http-server.ts";
+import { operationalRoutes, startHttpServer } from "../src/http/http-server.ts";
+import { PostgresConversationStore } from "../src/store/conversation-store.ts";
 import { openTestDatabase, type TestDatabase } from "./support/database.ts";
 
 let database: TestDatabase;

@@ -9,7 +9,7 @@ import {
   sizeProblems,
   suggestSize,
   validateSize,
-} from "../src/image-size.ts";
+} from "../src/request/image-size.ts";
 
 /** The rules written out again, independently of sizeProblems, so a bug there cannot hide here. */
 function satisfiesRules(size: string): boolean {

@@ -1,7 +1,8 @@
 import pino from "pino";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import type { Platform } from "../src/domain.ts";
-import { PgBossTurnQueue, type TurnJob } from "../src/job-queue.ts";
+import type { TurnJob } from "../src/ports.ts";
+import { PgBossTurnQueue } from "../src/queue/job-queue.ts";
 import { openTestDatabase, type TestDatabase } from "./support/database.ts";
 import { waitUntil } from "./support/wait.ts";
 

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import OpenAI, { APIUserAbortError } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DEFAULT_PARAMS, type ImageParams, type PartialImage } from "../src/domain.ts";
+import { DEFAULT_PARAMS, type ImageParams } from "../src/domain.ts";
 import { AppError } from "../src/errors.ts";
+import type { PartialImage } from "../src/ports.ts";
 import { retryAfterMs } from "../src/provider/openai-errors.ts";
 import { createOpenAIImageProvider, OpenAIImageProvider } from "../src/provider/openai-images.ts";
 import { estimateCost, type PricedUsageEntry } from "../src/provider/pricing.ts";

@@ -1,7 +1,7 @@
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
-import type { ConversationEngine } from "../src/engine-types.ts";
+import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import type { ConversationEngine } from "../src/ports.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { PostgresConversationStore } from "../src/conversation-store.ts";
-import { openDatabase } from "../src/db/database.ts";
+import { PostgresConversationStore } from "../src/store/conversation-store.ts";
+import { openDatabase } from "../src/store/database.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
 import { type BotProcess, startBot } from "./support/bot-process.ts";

@@ -1,6 +1,6 @@
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { SlackAdapter } from "../adapters/slack/slack-adapter.ts";
+import { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 

@@ -1,5 +1,7 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { statusText } from "../adapters/shared/render.ts";
 import {
   ACTION_IDS,
   decodeButtonValue,
@@ -7,8 +9,8 @@ import {
   escapeMrkdwn,
   resultMessage,
   rootMessage,
-  statusText,
 } from "../adapters/slack/render.ts";
+import { slackManifest } from "../adapters/slack/setup.ts";
 import type { ImageRecord, Thread, Turn } from "../src/domain.ts";
 import { imageRecord, turnRecord } from "./support/records.ts";
 
@@ -108,5 +110,33 @@ describe("slack rendering", () => {
       expect.arrayContaining(["app_mention", "message.channels"]),
     );
     expect(manifest.settings.interactivity.is_enabled).toBe(true);
+  });
+
+  it("npm run slack:manifest fills in the public URL, or turns on Socket Mode", () => {
+    const http = slackManifest({ publicUrl: "https://canvas.example.com/" });
+    const urls = [
+      ...http.features.slash_commands.map((command) => command.url),
+      http.settings.event_subscriptions.request_url,
+      http.settings.interactivity.request_url,
+    ];
+    expect(urls).toEqual(Array(3).fill("https://canvas.example.com/slack/events"));
+    expect(http.settings.socket_mode_enabled).toBe(false);
+    expect(slackManifest({ socketMode: true }).settings.socket_mode_enabled).toBe(true);
+    // The committed manifest is the template: printing one leaves it as it was.
+    expect(slackManifest().settings.interactivity.request_url).toBe(
+      "https://threadcanvas.example.com/slack/events",
+    );
+
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", "adapters/slack/setup.ts", ...args], {
+        cwd: new URL("..", import.meta.url),
+        encoding: "utf8",
+      });
+    const printed = run("https://canvas.example.com");
+    expect(printed.status).toBe(0);
+    expect(JSON.parse(printed.stdout)).toEqual(slackManifest({ publicUrl: "https://canvas.example.com" }));
+    const bad = run("canvas.example.com");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/Usage: npm run slack:manifest/);
   });
 });

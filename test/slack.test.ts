@@ -1,6 +1,7 @@
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { SlackAdapter, slackThreadKey } from "../adapters/slack/slack-adapter.ts";
+import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import { slackThreadKey } from "../adapters/slack/threads.ts";
 import { makePng } from "./fakes/images.ts";
 import {
   type AckRecord,

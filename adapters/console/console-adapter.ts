@@ -4,9 +4,9 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { type ImageRecord, imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
-import type { ConversationEngine, Intent, TurnEvent } from "../../src/engine-types.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
-import { describeParams, FLAG_HELP, parseImagineText } from "../../src/flags.ts";
+import type { ConversationEngine, Intent, TurnEvent } from "../../src/ports.ts";
+import { describeParams, FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
 import { renderHistory, renderThreadList, shortId } from "./render.ts";
 
 export interface ConsoleAdapterOptions {

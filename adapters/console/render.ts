@@ -1,5 +1,6 @@
-import type { ImageRecord, Thread, ThreadHistory, Turn } from "../../src/domain.ts";
-import { describeParams } from "../../src/flags.ts";
+import type { ImageRecord, Thread, Turn } from "../../src/domain.ts";
+import type { ThreadHistory } from "../../src/ports.ts";
+import { describeParams } from "../../src/request/flags.ts";
 
 /** Pure text rendering for the console: no I/O, so it is tested without a terminal. */
 

@@ -3,32 +3,26 @@ import {
   type Client,
   type GuildTextBasedChannel,
   InteractionWebhook,
-  type Message,
   MessageFlags,
   type MessageMentionOptions,
   RESTJSONErrorCodes,
-  type TextChannel,
 } from "discord.js";
-import { type ImageRecord, imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
-import type { ConversationEngine, TurnEvent } from "../../src/engine-types.ts";
+import { type ImageRecord, imageFileName, type Thread, type Turn } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { ConversationEngine, FinishedEvent, ProgressEvent, Submitted } from "../../src/ports.ts";
+import { progressStatus, type StatusLine } from "../shared/render.ts";
 import {
-  CHANNEL_PERMISSIONS,
-  type DiscordThreadMeta,
-  discordMeta,
-  discordThreadAlias,
   errorCode,
+  facts,
   isPermissionError,
-  isReplyTurn,
   isTokenError,
   isTooLarge,
+  type MessageFacts,
   NO_MENTIONS,
   REQUIRED_PERMISSIONS,
-  replyUsable,
-  statusKey,
-  statusPlace,
-  THREAD_PERMISSIONS,
-} from "./common.ts";
+  tellPrivately,
+  textChannel,
+} from "./client.ts";
 import { fitForUpload, previewCopy, uploadLimitForTier } from "./files.ts";
 import {
   customIdsIn,
@@ -40,16 +34,23 @@ import {
   resultComponents,
   resultContent,
   STALE_REPLY_CONTENT,
-  type StatusLine,
-  threadName,
   turnNonce,
 } from "./render.ts";
-
-type Finished = Extract<TurnEvent, { type: "finished" }>;
+import {
+  type DiscordThreadMeta,
+  type DiscordThreads,
+  discordMeta,
+  isReplyTurn,
+  type MessagePlace,
+  parsePlace,
+  placeRef,
+  replyUsable,
+} from "./threads.ts";
 
 export interface DeliveryOptions {
   client: Client;
   engine: ConversationEngine;
+  threads: DiscordThreads;
   logger: Logger;
   /** Resolves once the gateway is ready (rejects after a while when it is not). */
   whenConnected: () => Promise<void>;
@@ -65,17 +66,17 @@ export interface DeliveryOptions {
 export class DiscordDelivery {
   readonly #client: Client;
   readonly #engine: ConversationEngine;
+  readonly #threads: DiscordThreads;
   readonly #log: Logger;
   readonly #whenConnected: () => Promise<void>;
   readonly #gateOf: (turn: Turn) => Promise<void>;
   /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
   readonly #views = new Map<string, TurnView>();
-  /** Threads being started, by thread key. */
-  readonly #threadStarts = new Map<string, Promise<string | null>>();
 
   constructor(options: DeliveryOptions) {
     this.#client = options.client;
     this.#engine = options.engine;
+    this.#threads = options.threads;
     this.#log = options.logger;
     this.#whenConnected = options.whenConnected;
     this.#gateOf = options.acknowledged;
@@ -85,29 +86,17 @@ export class DiscordDelivery {
     return this.#client.user?.id;
   }
 
-  /** Settles once every thread this process is starting has been started (or failed to). */
-  async threadStartsSettled(): Promise<void> {
-    await Promise.allSettled([...this.#threadStarts.values()]);
-  }
-
   /**
    * Progress edits the message showing the turn: the /imagine reply, or the turn's status message. Queued
    * synchronously, so a preview never lands after the result.
    */
-  progress(event: Exclude<TurnEvent, { type: "finished" }>): void {
-    const status: StatusLine =
-      event.type === "queued"
-        ? { state: "queued", position: event.position }
-        : event.type === "running"
-          ? { state: "drawing" }
-          : event.type === "partial"
-            ? { state: "drawing", preview: event.partial.index + 1 }
-            : { state: "retrying", reason: event.reason, retryInMs: event.retryInMs };
+  progress(event: ProgressEvent): void {
+    const status = progressStatus(event);
     const preview = event.type === "partial" ? event.partial.bytes : null;
     this.#view(event.turn.id).update(() => this.#showProgress(event.turn, status, preview));
   }
 
-  deliver(event: Finished): Promise<void> {
+  deliver(event: FinishedEvent): Promise<void> {
     const view = this.#view(event.turn.id);
     return view.finish(() => this.#deliverNow(event)).finally(() => this.#views.delete(event.turn.id));
   }
@@ -121,6 +110,28 @@ export class DiscordDelivery {
       if (this.#views.size > 1000) this.#views.delete(this.#views.keys().next().value as string);
     }
     return view;
+  }
+
+  /**
+   * Posts a just-submitted turn's status message (a reply to the asking message when there is one) and records
+   * where it is; the turn's progress and result are shown there.
+   */
+  async postStatus(submitted: Submitted, channelId: string, replyTo: string | null): Promise<void> {
+    const { turn, position } = submitted;
+    const channel = await textChannel(this.#client, channelId);
+    if (!channel) return;
+    const posted = await channel.send({
+      content: progressContent(turn, { state: "queued", position }),
+      ...(replyTo ? { reply: { messageReference: replyTo, failIfNotExists: false } } : {}),
+      allowedMentions: NO_MENTIONS,
+      nonce: turnNonce(turn.id),
+      enforceNonce: true,
+    });
+    await this.#engine.saveTurnMessage(turn.id, "status", placeRef({ channelId, messageId: posted.id }));
+  }
+
+  #statusPlace(turn: Turn): Promise<MessagePlace | null> {
+    return this.#engine.turnMessage(turn.id, "status").then(parsePlace);
   }
 
   async #showProgress(turn: Turn, status: StatusLine, preview: Buffer | null): Promise<void> {
@@ -141,8 +152,8 @@ export class DiscordDelivery {
       return;
     }
     if (status.state === "queued") return; // the status message was posted saying so
-    const place = statusPlace(meta, turn);
-    const channel = place ? await this.channel(place.channelId) : null;
+    const place = await this.#statusPlace(turn);
+    const channel = place ? await textChannel(this.#client, place.channelId) : null;
     if (place && channel) await channel.messages.edit(place.messageId, body);
   }
 
@@ -152,7 +163,7 @@ export class DiscordDelivery {
    * read back first and left alone when it already shows the result; messages posted fresh carry the turn as
    * their nonce, which Discord refuses twice. Missing permissions are reported to the person, not retried.
    */
-  async #deliverNow(event: Finished): Promise<void> {
+  async #deliverNow(event: FinishedEvent): Promise<void> {
     await this.#whenConnected();
     await this.#gateOf(event.turn);
     // Read the thread again: the meta the engine read may predate the status message this process just posted.
@@ -171,14 +182,14 @@ export class DiscordDelivery {
     } catch (error) {
       if (!isPermissionError(error)) throw error;
       this.#log.warn({ err: error, turnId: turn.id }, "missing permissions; telling the person");
-      const channel = await this.channel(meta.channelId).catch(() => null);
+      const channel = await textChannel(this.#client, meta.channelId).catch(() => null);
       const me = this.#client.user;
       const missing = (me && channel?.permissionsFor(me)?.missing([...REQUIRED_PERMISSIONS])) || [];
       await this.#report(turn, meta, `✖ ${missingPermissionsText(meta.channelId, missing)}`);
     }
   }
 
-  async #deliverToReply(event: Finished, meta: DiscordThreadMeta): Promise<void> {
+  async #deliverToReply(event: FinishedEvent, meta: DiscordThreadMeta): Promise<void> {
     const { turn, thread, images, redelivery } = event;
     let shown: MessageFacts | null = null;
     if (replyUsable(meta)) {
@@ -202,7 +213,7 @@ export class DiscordDelivery {
     if (meta.resultMessageId !== shown.id) {
       await this.#engine.updateThreadMeta(thread.key, { resultMessageId: shown.id });
     }
-    const threadId = await this.ensureThread(thread.key);
+    const threadId = await this.#threads.ensure(thread.key);
     if (!threadId) this.#log.warn({ thread: thread.key }, "no thread started for the result");
   }
 
@@ -210,9 +221,9 @@ export class DiscordDelivery {
    * After the interaction token expired: the result as a channel message answering the reply, found instead of
    * posted again on a redelivery.
    */
-  async #postInChannel(event: Finished, meta: DiscordThreadMeta) {
+  async #postInChannel(event: FinishedEvent, meta: DiscordThreadMeta) {
     const { turn } = event;
-    const channel = await this.channel(meta.channelId);
+    const channel = await textChannel(this.#client, meta.channelId);
     if (!channel) throw new Error(`channel ${meta.channelId} is gone`);
     const expected = await this.#finalBody(event, meta, "thread");
     if (event.redelivery) {
@@ -250,13 +261,13 @@ export class DiscordDelivery {
   }
 
   /** A turn from the thread (a message, a button): its status message becomes the result. */
-  async #deliverInThread(event: Finished, meta: DiscordThreadMeta): Promise<void> {
+  async #deliverInThread(event: FinishedEvent, meta: DiscordThreadMeta): Promise<void> {
     const { turn, redelivery } = event;
     const hint =
       turn.sourceMessageId && !turn.sourceMessageId.startsWith(`${meta.threadId}/`) ? "reply" : "thread";
-    let place = statusPlace(meta, turn) ?? (await this.#findStatus(turn));
+    let place = (await this.#statusPlace(turn)) ?? (await this.#findStatus(turn));
     if (place) {
-      const channel = await this.channel(place.channelId);
+      const channel = await textChannel(this.#client, place.channelId);
       const existing = redelivery ? await channel?.messages.fetch(place.messageId).catch(() => null) : null;
       if (existing && showsAlready(facts(existing), await this.#finalBody(event, meta, hint))) return;
       try {
@@ -273,8 +284,8 @@ export class DiscordDelivery {
     }
     // No message shows the turn yet: a reply to the asking message, or (for a button) a message in the thread.
     const [sourceChannel, replyTo] = turn.sourceMessageId?.split("/") ?? [];
-    const channelId = sourceChannel ?? (await this.ensureThread(turn.threadKey));
-    const channel = channelId ? await this.channel(channelId) : null;
+    const channelId = sourceChannel ?? (await this.#threads.ensure(turn.threadKey));
+    const channel = channelId ? await textChannel(this.#client, channelId) : null;
     if (!channel) throw new Error(`nowhere to deliver turn ${turn.id}`);
     const posted = await this.#sendWithinLimit(event, meta, hint, async (body) =>
       facts(
@@ -286,16 +297,18 @@ export class DiscordDelivery {
         }),
       ),
     );
-    await this.#engine.updateThreadMeta(turn.threadKey, {
-      [statusKey(turn.id)]: `${channel.id}/${posted.id}`,
-    });
+    await this.#engine.saveTurnMessage(
+      turn.id,
+      "status",
+      placeRef({ channelId: channel.id, messageId: posted.id }),
+    );
   }
 
   /** A message turn whose status message was posted but not recorded (a crash in between): our reply to it. */
-  async #findStatus(turn: Turn): Promise<{ channelId: string; messageId: string } | null> {
+  async #findStatus(turn: Turn): Promise<MessagePlace | null> {
     const [channelId, sourceId] = turn.sourceMessageId?.split("/") ?? [];
     if (!channelId || !sourceId) return null;
-    const channel = await this.channel(channelId);
+    const channel = await textChannel(this.#client, channelId);
     const recent = await channel?.messages.fetch({ after: sourceId, limit: 100 }).catch(() => null);
     const found = [...(recent?.values() ?? [])].find(
       (m) => m.author.id === this.#botId && m.reference?.messageId === sourceId,
@@ -308,7 +321,7 @@ export class DiscordDelivery {
    * stale). Returns what the send returned.
    */
   async #sendWithinLimit(
-    event: Finished,
+    event: FinishedEvent,
     meta: DiscordThreadMeta,
     hint: "thread" | "reply",
     send: (body: FinalBody) => Promise<MessageFacts>,
@@ -328,7 +341,7 @@ export class DiscordDelivery {
   }
 
   async #finalBody(
-    event: Finished,
+    event: FinishedEvent,
     meta: DiscordThreadMeta,
     hint: "thread" | "reply",
     limit = this.#uploadLimit(meta),
@@ -388,43 +401,6 @@ export class DiscordDelivery {
     return uploadLimitForTier(guild?.premiumTier ?? 0);
   }
 
-  /**
-   * The Discord thread of an engine thread, started from its first result if need be; idempotent (a thread
-   * started by a process that died is found by its id, which is the message's). Null until there is a result.
-   */
-  ensureThread(threadKey: ThreadKey): Promise<string | null> {
-    const pending = this.#threadStarts.get(threadKey);
-    if (pending) return pending;
-    const starting = this.#startThread(threadKey).finally(() => this.#threadStarts.delete(threadKey));
-    this.#threadStarts.set(threadKey, starting);
-    return starting;
-  }
-
-  async #startThread(threadKey: ThreadKey): Promise<string | null> {
-    const thread = await this.#engine.getThread(threadKey);
-    const meta = discordMeta(thread);
-    if (!thread || !meta) return null;
-    if (meta.threadId) return meta.threadId;
-    if (!meta.resultMessageId) return null;
-    const channel = (await this.channel(meta.channelId)) as TextChannel | null;
-    if (!channel) return null;
-    let threadId: string;
-    try {
-      const started = await channel.threads.create({
-        startMessage: meta.resultMessageId,
-        name: threadName(thread.title),
-      });
-      threadId = started.id;
-    } catch (error) {
-      if (errorCode(error) !== RESTJSONErrorCodes.ThreadAlreadyCreatedForMessage) throw error;
-      threadId = meta.resultMessageId;
-      await this.#client.channels.fetch(threadId).catch(() => null); // cache it, or its messages are dropped
-    }
-    await this.#engine.addThreadAlias(discordThreadAlias(meta.guildId, threadId), threadKey);
-    await this.#engine.updateThreadMeta(threadKey, { threadId });
-    return threadId;
-  }
-
   /** Tells the person who asked, privately: a follow-up while the reply's token works, else a direct message. */
   async #report(turn: Turn, meta: DiscordThreadMeta, content: string): Promise<void> {
     if (meta.interaction && replyUsable(meta)) {
@@ -439,40 +415,13 @@ export class DiscordDelivery {
         this.#log.info({ err: error }, "could not follow up; trying a direct message");
       }
     }
-    await this.tellPrivately(turn.userId, content);
+    await tellPrivately(this.#client, this.#log, turn.userId, content);
   }
 
   #webhook(meta: DiscordThreadMeta): InteractionWebhook {
     const interaction = meta.interaction;
     if (!interaction) throw new Error("no interaction for this thread");
     return new InteractionWebhook(this.#client as Client<true>, interaction.applicationId, interaction.token);
-  }
-
-  async channel(channelId: string): Promise<GuildTextBasedChannel | null> {
-    const channel =
-      this.#client.channels.cache.get(channelId) ??
-      (await this.#client.channels.fetch(channelId).catch(() => null));
-    return channel && "messages" in channel && !channel.isDMBased()
-      ? (channel as GuildTextBasedChannel)
-      : null;
-  }
-
-  /** What the bot lacks to answer in a channel: post (in threads: post in threads), upload, read history. */
-  missingPermissions(channel: GuildTextBasedChannel): string[] {
-    const me = this.#client.user;
-    const permissions = me ? channel.permissionsFor(me) : null;
-    if (!permissions) return [];
-    return permissions.missing(channel.isThread() ? [...THREAD_PERMISSIONS] : [...CHANNEL_PERMISSIONS]);
-  }
-
-  /** A direct message: where the bot may not post, this is the only way left to tell someone why. */
-  async tellPrivately(userId: string, content: string): Promise<void> {
-    try {
-      const user = await this.#client.users.fetch(userId);
-      await user.send({ content, allowedMentions: NO_MENTIONS });
-    } catch (error) {
-      this.#log.warn({ err: error, userId }, "could not send a direct message");
-    }
   }
 }
 
@@ -525,33 +474,6 @@ async function previewFiles(turn: Turn, preview: number, bytes: Buffer) {
   const copy = await previewCopy(bytes);
   return {
     files: [new AttachmentBuilder(copy.bytes, { name: previewFileName(turn, preview, copy.format) })],
-  };
-}
-
-/** What a message shows, from discord.js or from raw JSON (webhook calls return raw JSON for uncached channels). */
-interface MessageFacts {
-  id: string;
-  authorId: string | undefined;
-  content: string;
-  attachments: number;
-  customIds: string[];
-  referenceId: string | undefined;
-}
-
-function facts(message: Message | Record<string, unknown>): MessageFacts {
-  const m = message as Record<string, unknown> & Partial<Message>;
-  const attachments = m.attachments as unknown;
-  return {
-    id: String(m.id),
-    authorId: (m.author as { id?: string } | undefined)?.id,
-    content: String(m.content ?? ""),
-    attachments: Array.isArray(attachments)
-      ? attachments.length
-      : ((attachments as { size?: number })?.size ?? 0),
-    customIds: customIdsIn((m.components as unknown[] | undefined) ?? []),
-    referenceId:
-      (m.reference as { messageId?: string } | undefined)?.messageId ??
-      (m.message_reference as { message_id?: string } | undefined)?.message_id,
   };
 }
 

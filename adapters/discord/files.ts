@@ -1,31 +1,25 @@
 import sharp from "sharp";
-import type { ImageInput, OutputFormat } from "../../src/domain.ts";
+import type { OutputFormat } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
+import type { ImageInput } from "../../src/ports.ts";
+import {
+  attachmentTooLarge,
+  fileHosts,
+  imageFormatOf,
+  readCapped,
+  unsupportedAttachment,
+  urlOnHosts,
+} from "../shared/files.ts";
+import type { DiscordFile } from "./client.ts";
 
 /**
  * Files in and out of Discord: people's attachments downloaded as reference images (only from Discord's CDN,
  * only images gpt-image-2 takes, never more than a cap), and our images made to fit a server's upload limit.
  */
 
-/** What we need of an attachment (discord.js `Attachment`, or the raw JSON of a MESSAGE_CREATE). */
-export interface DiscordFile {
-  name: string;
-  url: string;
-  contentType: string | null;
-  size: number;
-}
-
-const FORMATS: Record<string, OutputFormat> = {
-  "image/png": "png",
-  "image/jpeg": "jpeg",
-  "image/webp": "webp",
-};
-
 /** Discord's attachment hosts, plus the host of a configured API base (a proxy, or the tests' fake). */
 export function allowedFileHosts(apiUrl: string | undefined): Set<string> {
-  const hosts = new Set(["cdn.discordapp.com", "media.discordapp.net"]);
-  if (apiUrl) hosts.add(new URL(apiUrl).host);
-  return hosts;
+  return fileHosts(["cdn.discordapp.com", "media.discordapp.net"], apiUrl);
 }
 
 export interface DownloadOptions {
@@ -38,20 +32,11 @@ export interface DownloadOptions {
  * AppError with a message for the person who attached it.
  */
 export function checkAttachment(file: DiscordFile, options: DownloadOptions): OutputFormat {
-  const type = (file.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-  const format = FORMATS[type];
-  if (!format) {
-    throw new AppError("unsupported_attachment", `${file.name}: ${type || "unknown type"}`, {
-      userMessage: `I can't use ${file.name}: attach PNG, JPEG or WebP images.`,
-    });
-  }
-  if (file.size > options.maxBytes) throw tooLarge(file, options.maxBytes);
-  const url = URL.canParse(file.url) ? new URL(file.url) : null;
-  if (!url || !/^https?:$/.test(url.protocol) || !options.allowedHosts.has(url.host)) {
-    throw new AppError("unsupported_attachment", `${file.name} is not on Discord's CDN`, {
-      userMessage: `I can't use ${file.name}: it is not hosted on Discord.`,
-    });
-  }
+  const format = imageFormatOf(file.contentType);
+  if (!format) throw unsupportedAttachment(file.name, "attach PNG, JPEG or WebP images.");
+  if (file.size > options.maxBytes) throw attachmentTooLarge(file.name, options.maxBytes);
+  if (!urlOnHosts(file.url, options.allowedHosts))
+    throw unsupportedAttachment(file.name, "it is not hosted on Discord.");
   return format;
 }
 
@@ -73,24 +58,7 @@ export async function downloadAttachment(file: DiscordFile, options: DownloadOpt
       userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
     });
   }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response.body ?? []) {
-    total += chunk.length;
-    if (total > options.maxBytes) {
-      await response.body?.cancel().catch(() => {});
-      throw tooLarge(file, options.maxBytes);
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return { bytes: Buffer.concat(chunks), format };
-}
-
-function tooLarge(file: DiscordFile, maxBytes: number): AppError {
-  const mb = Math.floor(maxBytes / (1024 * 1024));
-  return new AppError("attachment_too_large", `${file.name} is over ${maxBytes} bytes`, {
-    userMessage: `${file.name} is too large; images up to ${mb} MB work.`,
-  });
+  return { bytes: await readCapped(response, file.name, options.maxBytes), format };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 import { ButtonStyle, ComponentType, escapeMarkdown } from "discord.js";
 import { fileExtension, type ImageRecord, type OutputFormat, type Turn } from "../../src/domain.ts";
-import { describeParams } from "../../src/flags.ts";
+import { describeParams } from "../../src/request/flags.ts";
+import type { ButtonAction } from "../shared/inbound.ts";
+import { failureReason, oneLine, type StatusLine, statusText, truncate } from "../shared/render.ts";
 
 /**
  * Pure rendering for Discord: engine state in, message contents and components out. No I/O, so every shape here
@@ -11,8 +13,6 @@ import { describeParams } from "../../src/flags.ts";
 // ---------------------------------------------------------------------------------------------------------
 // custom_id
 // ---------------------------------------------------------------------------------------------------------
-
-export type ButtonAction = "undo" | "variations" | "regenerate" | "use";
 
 const ACTION_CODES: Record<ButtonAction, string> = { undo: "u", variations: "v", regenerate: "r", use: "s" };
 const CODE_ACTIONS = new Map(Object.entries(ACTION_CODES).map(([action, code]) => [code, action]));
@@ -133,24 +133,6 @@ export function customIdsIn(components: readonly unknown[]): string[] {
 // Text
 // ---------------------------------------------------------------------------------------------------------
 
-export type StatusLine =
-  | { state: "queued"; position: number }
-  | { state: "drawing"; preview?: number }
-  | { state: "retrying"; reason: string; retryInMs: number | null };
-
-export function statusText(status: StatusLine): string {
-  switch (status.state) {
-    case "queued":
-      return status.position > 0 ? `⏳ Queued — ${status.position} ahead in this thread` : "⏳ Queued";
-    case "drawing":
-      return status.preview ? `🎨 Drawing… (preview ${status.preview})` : "🎨 Drawing…";
-    case "retrying": {
-      const wait = status.retryInMs ? ` in ${Math.ceil(status.retryInMs / 1000)} s` : "";
-      return `↻ ${status.reason} Retrying${wait}.`;
-    }
-  }
-}
-
 /** Discord's message limit. */
 export const MAX_CONTENT = 2000;
 
@@ -234,9 +216,7 @@ export function headMovedContent(turn: Turn, head: { seq: number; index: number 
 
 /** A failed turn, in plain words. */
 export function failureContent(turn: Turn): string {
-  return clamp(
-    `✖ ${describeTurn(turn)} — <@${turn.userId}>\nThis did not work: ${turn.errorMessage ?? "something went wrong."}`,
-  );
+  return clamp(`✖ ${describeTurn(turn)} — <@${turn.userId}>\nThis did not work: ${failureReason(turn)}`);
 }
 
 /** When the interaction's reply can no longer be edited (15 minutes), the stale "thinking…" says where to look. */
@@ -272,15 +252,6 @@ export function missingPermissionsText(channelId: string, missing: readonly stri
     `I can't work in <#${channelId}>: I'm missing ${list}. ` +
       "Ask a server admin to give my role these permissions there, or use me in another channel.",
   );
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ");
-}
-
-function truncate(text: string, max: number): string {
-  const chars = [...text];
-  return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : text;
 }
 
 function clamp(text: string): string {

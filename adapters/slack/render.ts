@@ -1,12 +1,12 @@
 import type { ImageParams, ImageRecord, Thread, Turn } from "../../src/domain.ts";
-import { describeParams } from "../../src/flags.ts";
+import { describeParams } from "../../src/request/flags.ts";
+import type { ButtonAction } from "../shared/inbound.ts";
+import { failureReason, type StatusLine, statusText, truncate } from "../shared/render.ts";
 
 /**
  * Pure rendering for Slack: engine state in, message text and Block Kit out. No I/O, so every shape here is
  * tested without a server. Button values carry the ids they need, so buttons keep working after a restart.
  */
-
-export type ButtonAction = "undo" | "variations" | "regenerate" | "use";
 
 export const ACTION_IDS: Record<ButtonAction, string> = {
   undo: "tc_undo",
@@ -14,6 +14,14 @@ export const ACTION_IDS: Record<ButtonAction, string> = {
   regenerate: "tc_regenerate",
   use: "tc_use",
 };
+
+/** The action a button's `action_id` names (`tc_use_2` is "use"); null for anything this app did not make. */
+export function buttonActionOf(actionId: string): ButtonAction | null {
+  for (const [action, id] of Object.entries(ACTION_IDS) as Array<[ButtonAction, string]>) {
+    if (actionId === id || (action === "use" && actionId.startsWith(`${id}_`))) return action;
+  }
+  return null;
+}
 
 export interface ButtonValue {
   /** Thread key. */
@@ -33,30 +41,6 @@ export function decodeButtonValue(raw: string | undefined): ButtonValue | null {
     return typeof value.t === "string" && typeof value.i === "string" ? { t: value.t, i: value.i } : null;
   } catch {
     return null;
-  }
-}
-
-export type StatusLine =
-  | { state: "queued"; position: number }
-  | { state: "drawing"; previews?: number }
-  | { state: "retrying"; reason: string; retryInMs: number | null }
-  | { state: "done"; images: number }
-  | { state: "failed"; reason: string };
-
-export function statusText(status: StatusLine): string {
-  switch (status.state) {
-    case "queued":
-      return status.position > 0 ? `⏳ Queued — ${status.position} ahead in this thread` : "⏳ Queued";
-    case "drawing":
-      return status.previews ? `🎨 Drawing… (preview ${status.previews})` : "🎨 Drawing…";
-    case "retrying": {
-      const wait = status.retryInMs ? ` in ${Math.ceil(status.retryInMs / 1000)} s` : "";
-      return `↻ ${status.reason} Retrying${wait}.`;
-    }
-    case "done":
-      return status.images === 1 ? "✅ Done" : `✅ Done — ${status.images} images`;
-    case "failed":
-      return `✖ ${status.reason}`;
   }
 }
 
@@ -163,7 +147,7 @@ export function headMovedMessage(turn: Turn): string {
 }
 
 export function failureMessage(turn: Turn): string {
-  return `✖ ${describeTurn(turn)} failed: ${turn.errorMessage ?? "something went wrong."}`;
+  return `✖ ${describeTurn(turn)} failed: ${failureReason(turn)}`;
 }
 
 function button(text: string, actionId: string, value: string) {
@@ -174,8 +158,4 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

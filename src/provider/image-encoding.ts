@@ -1,5 +1,6 @@
 import { toFile } from "openai";
-import type { ImageInput, OutputFormat, ProviderImage } from "../domain.ts";
+import type { OutputFormat } from "../domain.ts";
+import type { ImageInput, ProviderImage } from "../ports.ts";
 
 /** How images travel to and from OpenAI: multipart files, base64 data URLs, and base64 results. */
 

@@ -1,16 +1,16 @@
 import OpenAI from "openai";
 import type { ImageEditStreamEvent, ImageGenStreamEvent, ImagesResponse } from "openai/resources/images";
+import type { OutputFormat } from "../domain.ts";
+import { AppError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
 import type {
   EditRequest,
   ImageProvider,
   ImageRequest,
   ImageResult,
-  OutputFormat,
   PartialImage,
   ProviderImage,
-} from "../domain.ts";
-import { AppError } from "../errors.ts";
-import type { Logger } from "../logger.ts";
+} from "../ports.ts";
 import { asUpload, decodeImage } from "./image-encoding.ts";
 import { isAbort, toAppError } from "./openai-errors.ts";
 import { type ThinkContext, thinkImages } from "./openai-think.ts";

@@ -5,15 +5,9 @@ import type {
   ResponseInputItem,
   Tool,
 } from "openai/resources/responses/responses";
-import type {
-  EditRequest,
-  ImageRequest,
-  ImageResult,
-  OutputFormat,
-  PartialImage,
-  ProviderImage,
-} from "../domain.ts";
+import type { OutputFormat } from "../domain.ts";
 import { AppError } from "../errors.ts";
+import type { EditRequest, ImageRequest, ImageResult, PartialImage, ProviderImage } from "../ports.ts";
 import { dataUrl, decodeImage } from "./image-encoding.ts";
 import { errorFromInfo } from "./openai-errors.ts";
 import {

@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { type DbHandle, MIGRATIONS_FOLDER, openDatabase } from "../../src/db/database.ts";
+import { type DbHandle, MIGRATIONS_FOLDER, openDatabase } from "../../src/store/database.ts";
 
 /**
  * Fresh, migrated databases for tests, cheaply.
@@ -47,6 +47,27 @@ export async function openTestDatabase(): Promise<TestDatabase> {
     async close() {
       await handle.close();
       // `with (force)` ends connections a test left behind (a pg-boss pool, a killed child process).
+      await adminQuery(serverUrl, `drop database if exists "${name}" with (force)`);
+    },
+  };
+}
+
+/**
+ * A database of its own with nothing in it, not even the migrations: in-memory PGlite (initdb, ~4 s), or a new
+ * database on the TEST_DATABASE_URL server. For tests of the migrations themselves.
+ */
+export async function openEmptyTestDatabase(): Promise<TestDatabase> {
+  const serverUrl = process.env.TEST_DATABASE_URL?.trim();
+  if (!serverUrl) return { ...(await openDatabase()), databaseUrl: undefined };
+  const name = `tc_empty_${randomBytes(6).toString("hex")}`;
+  await adminQuery(serverUrl, `create database "${name}"`);
+  const databaseUrl = withDatabase(serverUrl, name);
+  const handle = await openDatabase({ databaseUrl, maxConnections: 2 });
+  return {
+    ...handle,
+    databaseUrl,
+    async close() {
+      await handle.close();
       await adminQuery(serverUrl, `drop database if exists "${name}" with (force)`);
     },
   };

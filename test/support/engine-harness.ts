@@ -2,11 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
-import { FsBlobStore } from "../../src/blob-store.ts";
-import { PostgresConversationStore } from "../../src/conversation-store.ts";
-import { Engine, type EngineOptions, type TurnEvent } from "../../src/engine.ts";
-import { PgBossTurnQueue } from "../../src/job-queue.ts";
+import { Engine, type EngineOptions } from "../../src/engine/engine.ts";
+import type { TurnEvent } from "../../src/ports.ts";
 import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
+import { PgBossTurnQueue } from "../../src/queue/job-queue.ts";
+import { FsBlobStore } from "../../src/store/blob-store.ts";
+import { PostgresConversationStore } from "../../src/store/conversation-store.ts";
 import { type FakeOpenAI, type FakeOpenAIOptions, startFakeOpenAI } from "../fakes/openai-server.ts";
 import { openTestDatabase, type TestDatabase } from "./database.ts";
 

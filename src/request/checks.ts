@@ -1,5 +1,5 @@
-import type { ImageParams } from "./domain.ts";
-import { AppError } from "./errors.ts";
+import type { ImageParams } from "../domain.ts";
+import { AppError } from "../errors.ts";
 import { validateSize } from "./image-size.ts";
 
 /** OpenAI's limit for gpt-image prompts. */

@@ -1,7 +1,7 @@
-import type { ImageParams, OutputFormat, Quality } from "./domain.ts";
-import { AppError } from "./errors.ts";
+import type { ImageParams, OutputFormat, Quality } from "../domain.ts";
+import { AppError } from "../errors.ts";
+import { checkPrompt } from "./checks.ts";
 import { COMMON_ASPECT_SIZES, sizeForAspect, validateSize } from "./image-size.ts";
-import { checkPrompt } from "./params.ts";
 
 /**
  * The `/imagine` text parser every adapter shares: `<prompt> [--flag value | --flag=value | --switch] …`.

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { BlobStore } from "./domain.ts";
+import type { BlobStore } from "../ports.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 

@@ -1,20 +1,9 @@
 import type { PGlite } from "@electric-sql/pglite";
 import pLimit from "p-limit";
 import { fromPglite, PgBoss } from "pg-boss";
-import { PLATFORMS, type Platform, platformOf, type SqlExecutor } from "./domain.ts";
-import type { Logger } from "./logger.ts";
-
-/** The durable unit of work behind a turn. */
-export interface TurnJob {
-  turnId: string;
-  threadKey: string;
-}
-
-export interface JobAttempt {
-  /** 0 on the first attempt, then 1, 2, … (an attempt lost to a crash counts too). */
-  retryCount: number;
-  signal: AbortSignal;
-}
+import { PLATFORMS, type Platform, platformOf } from "../domain.ts";
+import type { Logger } from "../logger.ts";
+import type { JobAttempt, SqlExecutor, TurnJob, TurnQueue } from "../ports.ts";
 
 /**
  * Returns normally when the job is finished (succeeded or failed for good); throws to have it run again later
@@ -57,7 +46,7 @@ const PG_BOSS_RETRY_LIMIT = 20;
  * `key_strict_fifo` keyed by thread runs one turn per thread at a time, in order; other threads run in
  * parallel up to `concurrency`. Jobs are sent inside the store's transaction, so a turn and its job exist together.
  */
-export class PgBossTurnQueue {
+export class PgBossTurnQueue implements TurnQueue {
   readonly #boss: PgBoss;
   readonly #options: Required<TurnQueueOptions>;
   readonly #logger: Logger;

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { ConversationStore } from "./domain.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../logger.ts";
+import type { ConversationStore } from "../ports.ts";
 
 /**
  * Operational endpoints. The same routes serve from Bolt's HTTP receiver (as `customRoutes`, beside

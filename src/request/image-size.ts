@@ -1,4 +1,4 @@
-import { AppError } from "./errors.ts";
+import { AppError } from "../errors.ts";
 
 /**
  * gpt-image-2's size rules, checked before any provider call so a bad `--size` or `--ar` costs nothing and gets

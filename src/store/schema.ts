@@ -7,6 +7,7 @@ import {
   jsonb,
   numeric,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   unique,
@@ -21,6 +22,7 @@ import {
   type TurnKind,
   type TurnStatus,
 } from "../domain.ts";
+import type { TurnMessageRole } from "../ports.ts";
 
 /**
  * The tables behind `PostgresConversationStore`. `migrations/` is generated from this file with
@@ -43,6 +45,7 @@ function sqlList(values: readonly string[]) {
 const TURN_KINDS: readonly TurnKind[] = ["generate", "edit", "variation", "undo", "select"];
 const TURN_STATUSES: readonly TurnStatus[] = ["queued", "running", "succeeded", "failed", "canceled"];
 const FORMATS: readonly OutputFormat[] = ["png", "jpeg", "webp"];
+const TURN_MESSAGE_ROLES: readonly TurnMessageRole[] = ["status"];
 
 export const threads = pgTable(
   "threads",
@@ -148,6 +151,27 @@ export const images = pgTable(
     index("images_parent_idx").on(t.parentId),
     // Blob garbage collection and "is this blob still used?" look images up by hash.
     index("images_sha256_idx").on(t.sha256),
+  ],
+);
+
+/**
+ * The platform messages that show a turn (its status message, …), one row per turn and role: an adapter finds
+ * where a turn is shown without reading or rewriting anything that grows with the thread. `ref` is the
+ * platform's address of the message (a Slack ts; `channel/message` on Discord).
+ */
+export const turnMessages = pgTable(
+  "turn_messages",
+  {
+    turnId: uuid("turn_id")
+      .notNull()
+      .references(() => turns.id, { onDelete: "cascade" }),
+    role: text("role").$type<TurnMessageRole>().notNull(),
+    ref: text("ref").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.turnId, t.role] }),
+    check("turn_messages_role_check", sql`${t.role} in (${sqlList(TURN_MESSAGE_ROLES)})`),
   ],
 );
 

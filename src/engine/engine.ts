@@ -2,39 +2,38 @@ import { setTimeout as sleep } from "node:timers/promises";
 import sharp from "sharp";
 import {
   type BlobRef,
-  type BlobStore,
-  type ConversationStore,
   DEFAULT_PARAMS,
-  type ImageInput,
   type ImageParams,
-  type ImageProvider,
   type ImageRecord,
-  type ImageResult,
-  type NewImage,
   type OutputFormat,
   type Platform,
   platformOf,
   type Thread,
-  type ThreadHistory,
   type ThreadKey,
   type Turn,
-  type TurnOutcome,
-} from "./domain.ts";
-import type { ConversationEngine, Intent, Submitted, TurnEvent, TurnObserver } from "./engine-types.ts";
-import { AppError, asAppError } from "./errors.ts";
-import type { JobAttempt, TurnJob } from "./job-queue.ts";
-import type { Logger } from "./logger.ts";
-import { checkParams, checkPrompt } from "./params.ts";
-
-export type { ConversationEngine, Intent, Submitted, TurnEvent, TurnObserver } from "./engine-types.ts";
-
-/** The queue the engine puts turns on; PgBossTurnQueue in production. */
-export interface TurnQueue {
-  enqueue(
-    job: TurnJob,
-    tx?: { executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> },
-  ): Promise<void>;
-}
+} from "../domain.ts";
+import { AppError, asAppError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type {
+  BlobStore,
+  ConversationEngine,
+  ConversationStore,
+  ImageInput,
+  ImageProvider,
+  ImageResult,
+  Intent,
+  JobAttempt,
+  NewImage,
+  ProgressEvent,
+  Submitted,
+  ThreadHistory,
+  TurnJob,
+  TurnMessageRole,
+  TurnObserver,
+  TurnOutcome,
+  TurnQueue,
+} from "../ports.ts";
+import { checkParams, checkPrompt } from "../request/checks.ts";
 
 export interface EngineOptions {
   /** A turn that failed retryably this many times fails for good (crashed attempts count). */
@@ -405,7 +404,7 @@ export class Engine implements ConversationEngine {
   // Delivering
   // -------------------------------------------------------------------------------------------------------
 
-  #progress(event: Exclude<TurnEvent, { type: "finished" }>): void {
+  #progress(event: ProgressEvent): void {
     const observer = this.#observers.get(platformOf(event.turn.threadKey));
     if (!observer?.progress) return;
     Promise.resolve()
@@ -460,6 +459,14 @@ export class Engine implements ConversationEngine {
 
   updateThreadMeta(threadKey: ThreadKey, meta: Record<string, unknown>): Promise<void> {
     return this.#store.updateThreadMeta(threadKey, meta);
+  }
+
+  saveTurnMessage(turnId: string, role: TurnMessageRole, ref: string): Promise<void> {
+    return this.#store.saveTurnMessage(turnId, role, ref);
+  }
+
+  turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null> {
+    return this.#store.turnMessage(turnId, role);
   }
 
   imageBytes(image: ImageRecord): Promise<Buffer> {

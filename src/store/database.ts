@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import type { PGlite } from "@electric-sql/pglite";
 import { type Assume, type ExtractTablesWithRelations, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
+import type { SqlExecutor } from "../ports.ts";
 import * as schema from "./schema.ts";
 
 export type Schema = typeof schema;
@@ -11,8 +12,7 @@ export type Schema = typeof schema;
 /**
  * A result type that both drivers' results satisfy (pg's `QueryResult<T>` and PGlite's `Results<T>` both have
  * `rows`). With drizzle's base `PgQueryResultHKT` the drivers still assign to `Db`, but `db.execute()` returns
- * `unknown` and pg-boss's `fromDrizzle(tx, sql)` no longer type-checks. (`this` is not allowed in an inline
- * object type, hence the alias.)
+ * `unknown`. (`this` is not allowed in an inline object type, hence the alias.)
  */
 type RowsOf<T> = { rows: T[] };
 export interface RowsResultHKT extends PgQueryResultHKT {
@@ -32,8 +32,11 @@ export interface DbHandle {
   url?: string;
   /** PGlite's data directory (`<dataDir>/pgdata`); undefined for in-memory PGlite and for pg. */
   pgdataDir?: string;
-  /** Applies the migrations in `migrations/` that this database has not seen; a no-op when it is up to date. */
-  migrate(): Promise<void>;
+  /**
+   * Applies the migrations in `migrations/` (or another folder of drizzle-kit's making: tests apply a prefix of
+   * them) that this database has not seen; a no-op when it is up to date.
+   */
+  migrate(migrationsFolder?: string): Promise<void>;
   /** Ends the pool or shuts PGlite down cleanly. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -54,8 +57,6 @@ export interface OpenDatabaseOptions {
 /** The folder drizzle-kit generates into, found from this file rather than the working directory. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../migrations", import.meta.url));
 
-const MIGRATIONS = { migrationsFolder: MIGRATIONS_FOLDER } as const;
-
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<DbHandle> {
   return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options);
 }
@@ -75,7 +76,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     db,
     kind: "pg",
     url,
-    migrate: () => migratePostgres(url),
+    migrate: (folder = MIGRATIONS_FOLDER) => migratePostgres(url, folder),
     async close() {
       if (closed) return;
       closed = true;
@@ -89,7 +90,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
  * does not lock, so two of them could apply the same migration; a session advisory lock on a dedicated
  * connection makes them take turns, and the second finds nothing left to do.
  */
-async function migratePostgres(url: string): Promise<void> {
+async function migratePostgres(url: string, migrationsFolder: string): Promise<void> {
   const { default: pg } = await import("pg");
   const { drizzle } = await import("drizzle-orm/node-postgres");
   const { migrate } = await import("drizzle-orm/node-postgres/migrator");
@@ -97,7 +98,7 @@ async function migratePostgres(url: string): Promise<void> {
   await client.connect();
   try {
     await client.query("select pg_advisory_lock(hashtext('threadcanvas'), hashtext('migrate'))");
-    await migrate(drizzle({ client, schema }), MIGRATIONS);
+    await migrate(drizzle({ client, schema }), { migrationsFolder });
   } finally {
     // Ending the session releases the lock even if the unlock is never reached.
     await client.end();
@@ -126,7 +127,7 @@ async function openPglite(options: OpenDatabaseOptions): Promise<DbHandle> {
     pglite: client,
     ...(pgdataDir === undefined ? {} : { pgdataDir }),
     // One process owns a PGlite database, so there is nothing to race against here.
-    migrate: () => migrate(db, MIGRATIONS),
+    migrate: (migrationsFolder = MIGRATIONS_FOLDER) => migrate(db, { migrationsFolder }),
     async close() {
       if (!client.closed) await client.close();
     },
@@ -156,6 +157,24 @@ function yieldBetweenQueries(client: PGlite): void {
       await new Promise<void>((resolve) => setImmediate(resolve));
       return run();
     });
+}
+
+/**
+ * Raw SQL with `$1`, `$2` … placeholders, run by a drizzle transaction (or the database): how the queue writes a
+ * turn's job in the transaction that records the turn. Each placeholder becomes a bound parameter (a repeated
+ * one is bound again), so no value is ever written into the SQL text. Both drivers bind arrays and JSON as
+ * PostgreSQL expects. Placeholders are not looked for inside quoted literals: the SQL it runs (pg-boss's) has
+ * none there.
+ */
+export function sqlExecutor(db: Db | Tx): SqlExecutor {
+  return {
+    async executeSql(text, values = []) {
+      const chunks = text
+        .split(/\$(\d+)/)
+        .map((part, i) => (i % 2 === 0 ? sql.raw(part) : sql.param(values[Number(part) - 1])));
+      return { rows: (await db.execute(sql.join(chunks))).rows };
+    },
+  };
 }
 
 /** How many migrations drizzle has recorded as applied (0 for a database it has never migrated). */

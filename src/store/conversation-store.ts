@@ -1,6 +1,24 @@
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
-import { fromDrizzle } from "pg-boss";
-import type { Db, Tx } from "./db/database.ts";
+import {
+  type ImageRecord,
+  type Platform,
+  platformOf,
+  type Thread,
+  type ThreadKey,
+  type Turn,
+  type TurnStatus,
+} from "../domain.ts";
+import { AppError } from "../errors.ts";
+import type {
+  ConversationStore,
+  NewTurn,
+  SqlExecutor,
+  StoreStats,
+  ThreadHistory,
+  TurnMessageRole,
+  TurnOutcome,
+} from "../ports.ts";
+import { type Db, sqlExecutor, type Tx } from "./database.ts";
 import {
   type ImageRow,
   images,
@@ -8,25 +26,10 @@ import {
   type TurnRow,
   threadAliases,
   threads,
+  turnMessages,
   turns,
   usage,
-} from "./db/schema.ts";
-import {
-  type ConversationStore,
-  type ImageRecord,
-  type NewTurn,
-  type Platform,
-  platformOf,
-  type SqlExecutor,
-  type StoreStats,
-  type Thread,
-  type ThreadHistory,
-  type ThreadKey,
-  type Turn,
-  type TurnOutcome,
-  type TurnStatus,
-} from "./domain.ts";
-import { AppError } from "./errors.ts";
+} from "./schema.ts";
 
 const UNFINISHED: TurnStatus[] = ["queued", "running"];
 const IDEMPOTENCY_CONSTRAINT = "turns_idempotency_key_unique";
@@ -90,7 +93,7 @@ export class PostgresConversationStore implements ConversationStore {
           .returning();
         const turn = toTurn(required(row, "inserted turn"));
         // The job is written by the same transaction: if enqueueing fails, the turn (and a new thread) roll back.
-        await enqueue(turn, fromDrizzle(tx, sql));
+        await enqueue(turn, sqlExecutor(tx));
         return { turn, created: true };
       });
     } catch (error) {
@@ -295,6 +298,22 @@ export class PostgresConversationStore implements ConversationStore {
       .update(turns)
       .set({ deliveredAt: sql`coalesce(${turns.deliveredAt}, now())` })
       .where(eq(turns.id, id));
+  }
+
+  /** The newest `ref` wins: a status message posted again (the first one deleted) replaces the old one. */
+  async saveTurnMessage(turnId: string, role: TurnMessageRole, ref: string): Promise<void> {
+    await this.#db
+      .insert(turnMessages)
+      .values({ turnId, role, ref })
+      .onConflictDoUpdate({ target: [turnMessages.turnId, turnMessages.role], set: { ref } });
+  }
+
+  async turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null> {
+    const [row] = await this.#db
+      .select({ ref: turnMessages.ref })
+      .from(turnMessages)
+      .where(and(eq(turnMessages.turnId, turnId), eq(turnMessages.role, role)));
+    return row?.ref ?? null;
   }
 
   async getImage(id: string): Promise<ImageRecord | null> {

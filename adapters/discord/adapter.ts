@@ -1,0 +1,102 @@
+import { Client, Events } from "discord.js";
+import type { Logger } from "../../src/logger.ts";
+import type { ConversationEngine } from "../../src/ports.ts";
+import { INTENTS, NO_MENTIONS } from "./client.ts";
+import { DiscordDelivery } from "./delivery.ts";
+import { allowedFileHosts } from "./files.ts";
+import { AcknowledgementGates, DiscordInbound } from "./inbound.ts";
+import { DiscordThreads } from "./threads.ts";
+
+export interface DiscordAdapterOptions {
+  engine: ConversationEngine;
+  logger: Logger;
+  token: string;
+  /** Base of Discord's REST API (`DISCORD_API_URL`); the gateway URL comes from `GET /gateway/bot`. */
+  apiUrl?: string;
+  /** Serve only this server (where `/imagine` was registered with DISCORD_GUILD_ID); every server by default. */
+  guildId?: string;
+  /** Largest attachment used as a reference image. */
+  maxAttachmentBytes?: number;
+  /**
+   * How long a command may take to be recorded before it is acknowledged anyway (Discord allows 3 s). Only a
+   * slow download or database gets near it.
+   */
+  ackGuardMs?: number;
+}
+
+/**
+ * Discord in, engine intents out (`inbound.ts`); engine results in, Discord messages out (`delivery.ts`). Holds
+ * nothing that matters across a restart: threads, reply tokens and status messages live in the store, button
+ * targets in custom_ids.
+ */
+export class DiscordAdapter {
+  readonly client: Client;
+  readonly #options: DiscordAdapterOptions;
+  readonly #log: Logger;
+  readonly #ready: Promise<void>;
+  #markReady: () => void = () => {};
+
+  constructor(options: DiscordAdapterOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ adapter: "discord" });
+    this.#ready = new Promise((resolve) => {
+      this.#markReady = resolve;
+    });
+    this.client = new Client({
+      intents: INTENTS,
+      rest: options.apiUrl ? { api: options.apiUrl } : {},
+      allowedMentions: NO_MENTIONS,
+    });
+    const threads = new DiscordThreads(this.client, options.engine);
+    const gates = new AcknowledgementGates();
+    const delivery = new DiscordDelivery({
+      client: this.client,
+      engine: options.engine,
+      threads,
+      logger: this.#log,
+      whenConnected: () => this.#whenConnected(),
+      acknowledged: (turn) => gates.passed(turn),
+    });
+    new DiscordInbound({
+      client: this.client,
+      engine: options.engine,
+      threads,
+      delivery,
+      gates,
+      logger: this.#log,
+      guildId: options.guildId,
+      download: {
+        allowedHosts: allowedFileHosts(options.apiUrl),
+        maxBytes: options.maxAttachmentBytes ?? 25 * 1024 * 1024,
+      },
+      ackGuardMs: options.ackGuardMs,
+    }).register();
+    options.engine.observe("discord", {
+      progress: (event) => delivery.progress(event),
+      deliver: (event) => delivery.deliver(event),
+    });
+  }
+
+  /** Logs in and resolves once the gateway is ready (guilds and channels cached). */
+  async start(): Promise<void> {
+    const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
+    await this.client.login(this.#options.token);
+    await ready;
+    this.#markReady();
+    this.#log.info({ user: this.client.user?.id, guilds: this.client.guilds.cache.size }, "discord ready");
+  }
+
+  async stop(): Promise<void> {
+    await this.client.destroy();
+  }
+
+  /** Resolves once the gateway is ready; rejects after 30 s (delivery then runs again later). */
+  async #whenConnected(): Promise<void> {
+    const timeout = new Promise<never>((_, reject) => {
+      const timer = setTimeout(() => reject(new Error("discord is not connected yet")), 30_000);
+      timer.unref();
+      void this.#ready.then(() => clearTimeout(timer));
+    });
+    await Promise.race([this.#ready, timeout]);
+  }
+}

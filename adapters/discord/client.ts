@@ -1,0 +1,225 @@
+import {
+  type Client,
+  DiscordAPIError,
+  GatewayIntentBits,
+  type GuildTextBasedChannel,
+  type Message,
+  type MessageMentionOptions,
+  RESTJSONErrorCodes,
+} from "discord.js";
+import type { Logger } from "../../src/logger.ts";
+import { customIdsIn } from "./render.ts";
+
+/**
+ * Discord's side of the wire: the client's intents and mention policy, the permissions the bot needs, the error
+ * codes that change what it does, channel look-ups, and the shapes of the messages it reads (from discord.js, or
+ * raw from the gateway or a webhook).
+ */
+
+/** Guilds (channels, permissions), their messages, and what people write in them. */
+export const INTENTS = [
+  GatewayIntentBits.Guilds,
+  GatewayIntentBits.GuildMessages,
+  GatewayIntentBits.MessageContent,
+];
+
+/** Prompts may contain @everyone or role mentions: nothing we post pings anyone. */
+export const NO_MENTIONS: MessageMentionOptions = { parse: [], repliedUser: false };
+
+/** What the bot needs where it works: read, post, upload, start threads and post in them. */
+export const REQUIRED_PERMISSIONS = [
+  "ViewChannel",
+  "SendMessages",
+  "SendMessagesInThreads",
+  "CreatePublicThreads",
+  "AttachFiles",
+  "ReadMessageHistory",
+] as const;
+export const THREAD_PERMISSIONS = [
+  "ViewChannel",
+  "SendMessagesInThreads",
+  "AttachFiles",
+  "ReadMessageHistory",
+] as const;
+const CHANNEL_PERMISSIONS = ["ViewChannel", "SendMessages", "AttachFiles", "ReadMessageHistory"] as const;
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------
+
+export function errorCode(error: unknown): number | string | undefined {
+  return error instanceof DiscordAPIError ? error.code : undefined;
+}
+
+export function isPermissionError(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === RESTJSONErrorCodes.MissingPermissions || code === RESTJSONErrorCodes.MissingAccess;
+}
+
+/** The interaction's webhook no longer works: expired (50027), or the interaction was never acknowledged. */
+export function isTokenError(error: unknown): boolean {
+  const code = errorCode(error);
+  return (
+    code === RESTJSONErrorCodes.InvalidWebhookToken ||
+    code === RESTJSONErrorCodes.UnknownWebhook ||
+    code === RESTJSONErrorCodes.UnknownMessage ||
+    code === RESTJSONErrorCodes.UnknownInteraction
+  );
+}
+
+export function isTooLarge(error: unknown): boolean {
+  return (
+    errorCode(error) === RESTJSONErrorCodes.RequestEntityTooLarge ||
+    (error as { status?: number } | null)?.status === 413
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Channels and people
+// ---------------------------------------------------------------------------------------------------------
+
+/** A server text channel or thread, from the cache or fetched; null when it is gone or not one. */
+export async function textChannel(client: Client, channelId: string): Promise<GuildTextBasedChannel | null> {
+  const channel =
+    client.channels.cache.get(channelId) ?? (await client.channels.fetch(channelId).catch(() => null));
+  return channel && "messages" in channel && !channel.isDMBased() ? (channel as GuildTextBasedChannel) : null;
+}
+
+/** What the bot lacks to answer in a channel: post (in threads: post in threads), upload, read history. */
+export function missingPermissions(client: Client, channel: GuildTextBasedChannel): string[] {
+  const me = client.user;
+  const permissions = me ? channel.permissionsFor(me) : null;
+  if (!permissions) return [];
+  return permissions.missing(channel.isThread() ? [...THREAD_PERMISSIONS] : [...CHANNEL_PERMISSIONS]);
+}
+
+/** A direct message: where the bot may not post, this is the only way left to tell someone why. */
+export async function tellPrivately(client: Client, log: Logger, userId: string, content: string) {
+  try {
+    const user = await client.users.fetch(userId);
+    await user.send({ content, allowedMentions: NO_MENTIONS });
+  } catch (error) {
+    log.warn({ err: error, userId }, "could not send a direct message");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages people write
+// ---------------------------------------------------------------------------------------------------------
+
+/** What we need of an attachment (discord.js `Attachment`, or the raw JSON of a MESSAGE_CREATE). */
+export interface DiscordFile {
+  name: string;
+  url: string;
+  contentType: string | null;
+  size: number;
+}
+
+/** A message from a person, from discord.js or from a raw gateway payload (a thread discord.js does not cache). */
+export interface IncomingMessage {
+  id: string;
+  channelId: string;
+  guildId: string | null;
+  type: number;
+  authorId: string;
+  /** Bots, webhooks and system messages. */
+  automated: boolean;
+  content: string;
+  attachments: DiscordFile[];
+  referenceId: string | null;
+  /** The replied-to message when the event carried it. */
+  referenced: { authorId: string; components: readonly unknown[] } | null;
+  inThread: boolean;
+}
+
+export function toFile({ name, url, contentType, size }: DiscordFile): DiscordFile {
+  return { name, url, contentType, size };
+}
+
+export function fromMessage(message: Message): IncomingMessage {
+  const cached = message.reference?.messageId
+    ? message.channel.messages.cache.get(message.reference.messageId)
+    : undefined;
+  return {
+    id: message.id,
+    channelId: message.channelId,
+    guildId: message.guildId,
+    type: message.type,
+    authorId: message.author.id,
+    automated: message.author.bot || message.webhookId !== null || message.system,
+    content: message.content,
+    attachments: [...message.attachments.values()].map(toFile),
+    referenceId: message.reference?.messageId ?? null,
+    referenced: cached ? { authorId: cached.author.id, components: cached.components } : null,
+    inThread: message.channel.isThread(),
+  };
+}
+
+/** The MESSAGE_CREATE fields we read. */
+export interface RawMessage {
+  id: string;
+  channel_id: string;
+  guild_id?: string;
+  type: number;
+  webhook_id?: string;
+  author?: { id: string; bot?: boolean; system?: boolean };
+  content?: string;
+  attachments?: Array<{ filename: string; url: string; content_type?: string; size: number }>;
+  message_reference?: { message_id?: string };
+  referenced_message?: { author?: { id: string }; components?: unknown[] } | null;
+}
+
+export function fromRaw(data: RawMessage, inThread: boolean): IncomingMessage {
+  const referenced = data.referenced_message;
+  return {
+    id: data.id,
+    channelId: data.channel_id,
+    guildId: data.guild_id ?? null,
+    type: data.type,
+    authorId: data.author?.id ?? "",
+    automated: Boolean(data.author?.bot || data.author?.system || data.webhook_id),
+    content: data.content ?? "",
+    attachments: (data.attachments ?? []).map((a) => ({
+      name: a.filename,
+      url: a.url,
+      contentType: a.content_type ?? null,
+      size: a.size,
+    })),
+    referenceId: data.message_reference?.message_id ?? null,
+    referenced: referenced?.author
+      ? { authorId: referenced.author.id, components: referenced.components ?? [] }
+      : null,
+    inThread,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages we posted, read back
+// ---------------------------------------------------------------------------------------------------------
+
+/** What a message shows, from discord.js or from raw JSON (webhook calls return raw JSON for uncached channels). */
+export interface MessageFacts {
+  id: string;
+  authorId: string | undefined;
+  content: string;
+  attachments: number;
+  customIds: string[];
+  referenceId: string | undefined;
+}
+
+export function facts(message: Message | Record<string, unknown>): MessageFacts {
+  const m = message as Record<string, unknown> & Partial<Message>;
+  const attachments = m.attachments as unknown;
+  return {
+    id: String(m.id),
+    authorId: (m.author as { id?: string } | undefined)?.id,
+    content: String(m.content ?? ""),
+    attachments: Array.isArray(attachments)
+      ? attachments.length
+      : ((attachments as { size?: number })?.size ?? 0),
+    customIds: customIdsIn((m.components as unknown[] | undefined) ?? []),
+    referenceId:
+      (m.reference as { messageId?: string } | undefined)?.messageId ??
+      (m.message_reference as { message_id?: string } | undefined)?.message_id,
+  };
+}

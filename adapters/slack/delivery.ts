@@ -1,0 +1,166 @@
+import type { WebClient } from "@slack/web-api";
+import { imageFileName, type Turn } from "../../src/domain.ts";
+import type { Logger } from "../../src/logger.ts";
+import type { ConversationEngine, FinishedEvent, ProgressEvent } from "../../src/ports.ts";
+import { progressStatus, type StatusLine } from "../shared/render.ts";
+import { allMessages } from "./client.ts";
+import {
+  failureMessage,
+  headMovedMessage,
+  resultMessage,
+  rootMessage,
+  TURN_EVENT_TYPE,
+  turnMetadata,
+  turnStatusMessage,
+} from "./render.ts";
+import type { RootedMeta, SlackThreads } from "./threads.ts";
+
+/**
+ * Engine → Slack: each turn's status line kept current (the /imagine root message, or the turn's own status
+ * reply), then the images uploaded into the thread and a closing message with the buttons, or why it failed.
+ * Everything it needs after a restart is in the store; a redelivery reads the thread back and posts only what
+ * is missing.
+ */
+export class SlackDelivery {
+  readonly #client: WebClient;
+  readonly #engine: ConversationEngine;
+  readonly #threads: SlackThreads;
+  readonly #log: Logger;
+  readonly #botUserId: () => string | undefined;
+  /** Status messages being posted for turns submitted here; progress for a turn waits for its message. */
+  readonly #statusPosts = new Map<string, Promise<void>>();
+
+  constructor(deps: {
+    client: WebClient;
+    engine: ConversationEngine;
+    threads: SlackThreads;
+    logger: Logger;
+    botUserId: () => string | undefined;
+  }) {
+    this.#client = deps.client;
+    this.#engine = deps.engine;
+    this.#threads = deps.threads;
+    this.#log = deps.logger;
+    this.#botUserId = deps.botUserId;
+  }
+
+  /**
+   * Posts a just-submitted turn's status line in its thread (queued, and how many are ahead) without holding up
+   * the acknowledgement. Progress for the turn waits for that message.
+   */
+  showQueued(turn: Turn, position: number): void {
+    const posting = this.#postStatus(turn, position)
+      .catch((error: unknown) =>
+        this.#log.warn({ err: error, turnId: turn.id }, "could not post turn status"),
+      )
+      .finally(() => this.#statusPosts.delete(turn.id));
+    this.#statusPosts.set(turn.id, posting);
+  }
+
+  async #postStatus(turn: Turn, position: number): Promise<void> {
+    const meta = await this.#threads.rooted(turn.threadKey);
+    if (!meta) return;
+    const posted = await this.#client.chat.postMessage({
+      channel: meta.channel,
+      thread_ts: meta.rootTs,
+      ...turnStatusMessage(turn, { state: "queued", position }),
+    });
+    await this.#engine.saveTurnMessage(turn.id, "status", String(posted.ts));
+  }
+
+  async progress(event: ProgressEvent): Promise<void> {
+    if (event.type === "queued") return; // shown when the turn was submitted
+    await this.#updateStatus(event.turn, progressStatus(event));
+  }
+
+  /**
+   * Uploads the images into the thread, then posts the closing message (buttons, or why it failed) carrying the
+   * turn's metadata, then updates the status line. A redelivery first reads the thread back and skips what is
+   * already there, so a crash anywhere in here ends with each image and each message posted once.
+   */
+  async deliver({ turn, thread, images, redelivery }: FinishedEvent): Promise<void> {
+    const meta = await this.#threads.rooted(thread.key);
+    if (!meta) return;
+    const inThread = { channel: meta.channel, thread_ts: meta.rootTs, metadata: turnMetadata(turn) };
+    const already = redelivery
+      ? await this.#alreadyPosted(meta, turn)
+      : { files: new Set<string>(), closed: false };
+    if (turn.status !== "succeeded") {
+      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
+      await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" });
+      return;
+    }
+    if (images.length === 0) {
+      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
+      await this.#updateStatus(turn, { state: "done", images: 0 });
+      return;
+    }
+    const missing = images.filter(
+      (image) => !already.files.has(imageFileName(turn.seq, image.index, image.format)),
+    );
+    if (missing.length > 0) {
+      const origin = turn.prompt || thread.title;
+      await this.#client.files.uploadV2({
+        channel_id: meta.channel,
+        thread_ts: meta.rootTs,
+        file_uploads: await Promise.all(
+          missing.map(async (image) => ({
+            file: await this.#engine.imageBytes(image),
+            filename: imageFileName(turn.seq, image.index, image.format),
+            title: imageFileName(turn.seq, image.index, image.format),
+            alt_text: origin.slice(0, 1000),
+          })),
+        ),
+      });
+    }
+    if (!already.closed)
+      await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
+    await this.#updateStatus(turn, { state: "done", images: images.length });
+  }
+
+  /**
+   * What an earlier delivery of this turn already put in the thread: our files (named by version, which is
+   * unique in a thread) and the closing message (found by its metadata).
+   */
+  async #alreadyPosted(meta: RootedMeta, turn: Turn): Promise<{ files: Set<string>; closed: boolean }> {
+    const files = new Set<string>();
+    let closed = false;
+    const replies = allMessages((cursor) =>
+      this.#client.conversations.replies({
+        channel: meta.channel,
+        ts: meta.rootTs,
+        include_all_metadata: true,
+        limit: 200,
+        ...(cursor ? { cursor } : {}),
+      }),
+    );
+    const botUserId = this.#botUserId();
+    for await (const message of replies) {
+      if (!botUserId || message.user !== botUserId) continue;
+      for (const file of message.files ?? []) if (file.name) files.add(file.name);
+      const metadata = message.metadata as
+        | { event_type?: string; event_payload?: { turn_id?: unknown } }
+        | undefined;
+      if (metadata?.event_type === TURN_EVENT_TYPE && metadata.event_payload?.turn_id === turn.id)
+        closed = true;
+    }
+    this.#log.info({ turnId: turn.id, files: files.size, closed }, "redelivery: read back the thread");
+    return { files, closed };
+  }
+
+  /** Edits the message showing the turn: its status reply, or the root for the turn a /imagine started. */
+  async #updateStatus(turn: Turn, status: StatusLine): Promise<void> {
+    await this.#statusPosts.get(turn.id);
+    const meta = await this.#threads.rooted(turn.threadKey);
+    if (!meta) return;
+    const ts =
+      (await this.#engine.turnMessage(turn.id, "status")) ??
+      (meta.rootIsOurs && turn.seq === 1 ? meta.rootTs : null);
+    if (!ts) return;
+    const isRoot = meta.rootIsOurs && ts === meta.rootTs;
+    const message = isRoot
+      ? rootMessage({ userId: turn.userId, prompt: turn.prompt, params: turn.params }, status)
+      : turnStatusMessage(turn, status);
+    await this.#client.chat.update({ channel: meta.channel, ts, ...message });
+  }
+}

@@ -1,0 +1,310 @@
+/**
+ * The ports: every interface the engine talks through, and the engine's own interface as adapters see it.
+ * Read this file first. Implementations live in `store/` (PostgreSQL/PGlite through drizzle; image bytes by
+ * SHA-256), `queue/` (pg-boss), `provider/` (OpenAI) and `engine/`; `app.ts` wires them. Nothing here imports a
+ * platform SDK, a database driver or pg-boss.
+ */
+import type {
+  BlobRef,
+  ImageParams,
+  ImageRecord,
+  OutputFormat,
+  Platform,
+  Thread,
+  ThreadKey,
+  Turn,
+  TurnKind,
+  TurnStatus,
+  UsageEntry,
+} from "./domain.ts";
+
+// ---------------------------------------------------------------------------------------------------------
+// The engine, as adapters see it
+// ---------------------------------------------------------------------------------------------------------
+
+/** What an adapter asks the engine for. Validated by `submit`; nothing is written when it is invalid. */
+export interface Intent {
+  threadKey: ThreadKey;
+  kind: TurnKind;
+  /** For generate and edit. Ignored for undo/select; variation reuses the target image's prompt when empty. */
+  prompt?: string;
+  /** Flags the user gave; the rest come from defaults (generate) or from the turn that made the base image (edit). */
+  params?: Partial<ImageParams>;
+  userId: string;
+  sourceMessageId?: string | null;
+  /** A platform event id (Slack `event_id`, Discord interaction id): the same key twice makes one turn. */
+  idempotencyKey?: string | null;
+  /** edit/variation: start from this image instead of the head. select: the image to make the head. */
+  targetImageId?: string | null;
+  /** Extra images (attachments) sent with an edit, after the image being edited. */
+  referenceImages?: readonly ImageInput[];
+  /** Title and adapter facts for a thread this intent creates. */
+  newThread?: { title?: string; meta?: Record<string, unknown> };
+}
+
+export interface Submitted {
+  turn: Turn;
+  /** false when the idempotency key was seen before: the existing turn is returned, nothing new is queued. */
+  created: boolean;
+  /** How many turns in the same thread are ahead of this one. */
+  position: number;
+}
+
+export type TurnEvent =
+  | { type: "queued"; turn: Turn; position: number }
+  | { type: "running"; turn: Turn }
+  | { type: "partial"; turn: Turn; partial: PartialImage }
+  /** A retryable failure; the turn will run again after `retryInMs`. */
+  | { type: "retrying"; turn: Turn; reason: string; retryInMs: number | null }
+  | {
+      type: "finished";
+      turn: Turn;
+      thread: Thread;
+      images: ImageRecord[];
+      /**
+       * True when this turn's outcome was saved by an earlier run whose delivery did not get recorded (the
+       * process died, or delivering threw part-way): some of it may already be on the platform, so the observer
+       * should check what is there before posting again.
+       */
+      redelivery: boolean;
+    };
+
+export type ProgressEvent = Exclude<TurnEvent, { type: "finished" }>;
+export type FinishedEvent = Extract<TurnEvent, { type: "finished" }>;
+
+/**
+ * How results get back to a platform. One observer per platform, registered by its adapter; after a restart the
+ * new process's adapter receives the turns it did not deliver yet. `deliver` must be idempotent for a given
+ * turn: it may be called again if the process died between delivering and recording the delivery.
+ */
+export interface TurnObserver {
+  /** Progress (queued, running, partial previews, retrying). Best effort: errors are logged, not retried. */
+  progress?(event: ProgressEvent): void | Promise<void>;
+  /** The final outcome, success or failure (see `turn.status`, `turn.errorCode`, `turn.errorMessage`). */
+  deliver(event: FinishedEvent): Promise<void>;
+}
+
+/** The platform messages an adapter keeps per turn. */
+export type TurnMessageRole = "status";
+
+export interface ConversationEngine {
+  submit(intent: Intent): Promise<Submitted>;
+  observe(platform: Platform, observer: TurnObserver): void;
+  history(threadKey: ThreadKey): Promise<ThreadHistory | null>;
+  listThreads(platform: Platform, limit?: number): Promise<Thread[]>;
+  /** A thread by its key, or by an alias an adapter gave it (a platform's own id for the thread). */
+  getThread(keyOrAlias: string): Promise<Thread | null>;
+  /** Lets `getThread` find the thread by the platform's own id for it, once the platform has one. */
+  addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void>;
+  getTurn(turnId: string): Promise<Turn | null>;
+  getImage(imageId: string): Promise<ImageRecord | null>;
+  /** Merges adapter facts about the whole thread (channel, root message, …) into the thread's meta. */
+  updateThreadMeta(threadKey: ThreadKey, meta: Record<string, unknown>): Promise<void>;
+  /** Remembers which platform message shows a turn (`ref` is the platform's address for it). */
+  saveTurnMessage(turnId: string, role: TurnMessageRole, ref: string): Promise<void>;
+  turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null>;
+  imageBytes(image: ImageRecord): Promise<Buffer>;
+  /** Turns of this platform still queued or running (a crash leaves them so until a worker picks them up). */
+  unfinishedTurns(platform: Platform): Promise<Turn[]>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ImageProvider: OpenAI's gpt-image-2 (provider/openai-images.ts)
+// ---------------------------------------------------------------------------------------------------------
+
+export interface ImageInput {
+  bytes: Buffer;
+  format: OutputFormat;
+}
+
+export interface PartialImage {
+  /** 0-based index of the partial within the stream. */
+  index: number;
+  bytes: Buffer;
+  format: OutputFormat;
+}
+
+export interface ImageRequest {
+  prompt: string;
+  params: ImageParams;
+  /** Called for each streamed partial image; when absent the provider does not stream. */
+  onPartialImage?: (partial: PartialImage) => void;
+  /** Stable, non-identifying end-user id for the provider's abuse monitoring. */
+  safetyIdentifier?: string;
+}
+
+export interface EditRequest extends ImageRequest {
+  /** The image being edited first, then any reference images. */
+  images: readonly ImageInput[];
+  mask?: ImageInput;
+}
+
+export interface ProviderImage {
+  bytes: Buffer;
+  format: OutputFormat;
+}
+
+export interface ImageResult {
+  images: ProviderImage[];
+  usage: UsageEntry[];
+  requestId: string | null;
+  /** What a "think" turn's planner actually asked the image model for, if it rewrote the prompt. */
+  revisedPrompt: string | null;
+}
+
+export interface ImageProvider {
+  generate(request: ImageRequest, signal?: AbortSignal): Promise<ImageResult>;
+  edit(request: EditRequest, signal?: AbortSignal): Promise<ImageResult>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// BlobStore: image bytes by SHA-256 (store/blob-store.ts)
+// ---------------------------------------------------------------------------------------------------------
+
+export interface BlobStore {
+  /** Stores the bytes once; returns their SHA-256 (hex). Putting the same bytes again is a no-op. */
+  put(bytes: Uint8Array): Promise<string>;
+  get(sha256: string): Promise<Buffer>;
+  has(sha256: string): Promise<boolean>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// TurnQueue: durable jobs in the same database (queue/job-queue.ts)
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * SQL run inside a transaction the store has open (pg-boss's one-method database port): the queue writes a
+ * turn's job through it, so the job commits or rolls back with the turn.
+ */
+export interface SqlExecutor {
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/** The durable unit of work behind a turn. */
+export interface TurnJob {
+  turnId: string;
+  threadKey: string;
+}
+
+export interface JobAttempt {
+  /** 0 on the first attempt, then 1, 2, … (an attempt lost to a crash counts too). */
+  retryCount: number;
+  signal: AbortSignal;
+}
+
+export interface TurnQueue {
+  /** Enqueues a turn; with `tx`, inside the store's transaction. */
+  enqueue(job: TurnJob, tx?: SqlExecutor): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ConversationStore: threads, turns, images, usage (store/conversation-store.ts)
+// ---------------------------------------------------------------------------------------------------------
+
+export interface NewTurn {
+  threadKey: ThreadKey;
+  kind: TurnKind;
+  prompt: string;
+  params: ImageParams;
+  userId: string;
+  sourceMessageId?: string | null;
+  idempotencyKey?: string | null;
+  targetImageId?: string | null;
+  referenceImages?: BlobRef[];
+  /** Used only when the thread does not exist yet. */
+  newThread?: { title: string; meta?: Record<string, unknown> };
+}
+
+export interface NewImage {
+  parentId: string | null;
+  index: number;
+  sha256: string;
+  byteSize: number;
+  format: OutputFormat;
+  width: number;
+  height: number;
+}
+
+export interface TurnOutcome {
+  images: NewImage[];
+  /** Where the thread's head moves: one of the new images (by index), or an existing image (undo/select). */
+  head: { newImageIndex: number } | { imageId: string | null };
+  baseImageId: string | null;
+  usage: UsageEntry[];
+  providerRequestId: string | null;
+}
+
+export interface ThreadHistory {
+  thread: Thread;
+  turns: Turn[];
+  images: ImageRecord[];
+}
+
+export interface StoreStats {
+  turnsByStatus: Record<TurnStatus, number>;
+  images: number;
+  costUsd: number;
+}
+
+/** Threads: their keys and aliases, the adapter's facts about each, and their history. */
+export interface ThreadStore {
+  getThread(key: ThreadKey): Promise<Thread | null>;
+  /** A thread by its key, or else by an alias given to it with `addThreadAlias`. */
+  findThread(keyOrAlias: string): Promise<Thread | null>;
+  /**
+   * Gives a thread another name (idempotent). Throws `alias_taken` when the alias already names another thread.
+   * `findThread` prefers keys, so an alias should not look like a key (platforms' ids and keys differ in form).
+   */
+  addThreadAlias(alias: string, threadKey: ThreadKey): Promise<void>;
+  /** Shallow merge into the thread's meta. Throws `thread_not_found` when the thread does not exist. */
+  updateThreadMeta(key: ThreadKey, meta: Record<string, unknown>): Promise<void>;
+  listThreads(platform: Platform, limit: number): Promise<Thread[]>;
+  history(key: ThreadKey): Promise<ThreadHistory | null>;
+}
+
+/** Turns through their life (queued → running → succeeded | failed | canceled), and the images they made. */
+export interface TurnStore {
+  /**
+   * Records a turn (creating the thread when needed) and, in the same transaction, calls `enqueue` so the
+   * job exists exactly when the turn does. A repeated `idempotencyKey` returns the existing turn with
+   * `created: false` and enqueues nothing.
+   */
+  recordTurn(
+    input: NewTurn,
+    enqueue: (turn: Turn, tx: SqlExecutor) => Promise<void>,
+  ): Promise<{ turn: Turn; created: boolean }>;
+  getTurn(id: string): Promise<Turn | null>;
+  /** Non-terminal turns accepted before this one in its thread. */
+  turnsAhead(turn: Turn): Promise<number>;
+  /** queued|running → running, attempts + 1. Returns null when the turn is already terminal. */
+  startTurn(id: string): Promise<Turn | null>;
+  /**
+   * running → succeeded: inserts the images, records usage and moves the head, all in one transaction.
+   * Idempotent: a turn already succeeded is returned unchanged with its images.
+   */
+  completeTurn(id: string, outcome: TurnOutcome): Promise<{ turn: Turn; images: ImageRecord[] }>;
+  /** → failed (or canceled) with a code and the message a user sees. No-op on a terminal turn. */
+  failTurn(id: string, code: string, message: string, status?: "failed" | "canceled"): Promise<Turn>;
+  markDelivered(id: string): Promise<void>;
+  /** Turns left queued or running (e.g. by a crash), oldest first; only that thread's when `threadKey` is given. */
+  unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]>;
+  getImage(id: string): Promise<ImageRecord | null>;
+  getTurnImages(turnId: string): Promise<ImageRecord[]>;
+}
+
+/**
+ * Which platform message shows a turn: one row per turn and role, so the thousandth turn of a thread costs
+ * what the first does. `ref` is the platform's address of the message (a Slack ts; `channel/message` on
+ * Discord).
+ */
+export interface TurnMessageStore {
+  saveTurnMessage(turnId: string, role: TurnMessageRole, ref: string): Promise<void>;
+  turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null>;
+}
+
+/** Totals for monitoring: turns by status, images stored, estimated spend. */
+export interface StatsSource {
+  stats(): Promise<StoreStats>;
+}
+
+export type ConversationStore = ThreadStore & TurnStore & TurnMessageStore & StatsSource;
