@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
-import { type ImageRecord, imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
+import { imageFileName, type Thread, type ThreadKey, type Turn } from "../../src/domain.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/ports.ts";
 import { describeParams, FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";

@@ -1,9 +1,12 @@
 import {
+  type ButtonInteraction,
+  type ChatInputCommandInteraction,
   type Client,
   DiscordAPIError,
   GatewayIntentBits,
   type GuildTextBasedChannel,
   type Message,
+  MessageFlags,
   type MessageMentionOptions,
   RESTJSONErrorCodes,
 } from "discord.js";
@@ -75,6 +78,42 @@ export function isTooLarge(error: unknown): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Interactions
+// ---------------------------------------------------------------------------------------------------------
+
+type AnswerableInteraction = ChatInputCommandInteraction | ButtonInteraction;
+
+/** Acknowledges an interaction; a replayed event (already acknowledged) or a missed deadline is logged. */
+export async function acknowledgeInteraction<T>(
+  interaction: AnswerableInteraction,
+  log: Logger,
+  ack: () => Promise<T>,
+): Promise<T | null> {
+  try {
+    return await ack();
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === RESTJSONErrorCodes.InteractionHasAlreadyBeenAcknowledged)
+      log.info({ interaction: interaction.id }, "interaction already acknowledged (a replayed event)");
+    else if (code === RESTJSONErrorCodes.UnknownInteraction)
+      log.warn({ interaction: interaction.id }, "acknowledged too late; the result follows anyway");
+    else log.error({ err: error, interaction: interaction.id }, "could not acknowledge");
+    return null;
+  }
+}
+
+/** An ephemeral reply: only the person who used the command or button sees it. */
+export async function replyPrivately(
+  interaction: AnswerableInteraction,
+  log: Logger,
+  content: string,
+): Promise<void> {
+  await interaction
+    .reply({ content, flags: MessageFlags.Ephemeral })
+    .catch((error: unknown) => log.warn({ err: error }, "could not send an ephemeral reply"));
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Channels and people
 // ---------------------------------------------------------------------------------------------------------
 
@@ -94,7 +133,12 @@ export function missingPermissions(client: Client, channel: GuildTextBasedChanne
 }
 
 /** A direct message: where the bot may not post, this is the only way left to tell someone why. */
-export async function tellPrivately(client: Client, log: Logger, userId: string, content: string) {
+export async function tellPrivately(
+  client: Client,
+  log: Logger,
+  userId: string,
+  content: string,
+): Promise<void> {
   try {
     const user = await client.users.fetch(userId);
     await user.send({ content, allowedMentions: NO_MENTIONS });

@@ -61,7 +61,12 @@ export interface DeliveryOptions {
 /**
  * Engine → Discord: progress and outcomes shown where each turn is shown (the /imagine reply, or the turn's
  * status message), the Discord thread started on the first result, and problems reported to the person who
- * asked. Everything it needs to continue after a restart is in the thread's meta.
+ * asked. Everything it needs to continue after a restart is in the store (the thread's meta, turn_messages).
+ *
+ * Longer than our usual ~400 lines on purpose: where a turn is shown depends on the turn and on time (the
+ * interaction's reply while its 15-minute token lives, a channel message after that, a status message in the
+ * thread), and each place needs the same read-back before a redelivery and the same retry with smaller files
+ * when the server's upload limit was not what we knew. Split, that one decision would be spread over files.
  */
 export class DiscordDelivery {
   readonly #client: Client;

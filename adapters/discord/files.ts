@@ -2,14 +2,7 @@ import sharp from "sharp";
 import type { OutputFormat } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 import type { ImageInput } from "../../src/ports.ts";
-import {
-  attachmentTooLarge,
-  fileHosts,
-  imageFormatOf,
-  readCapped,
-  unsupportedAttachment,
-  urlOnHosts,
-} from "../shared/files.ts";
+import { checkAttachedImage, fileHosts, readCapped } from "../shared/files.ts";
 import type { DiscordFile } from "./client.ts";
 
 /**
@@ -32,12 +25,8 @@ export interface DownloadOptions {
  * AppError with a message for the person who attached it.
  */
 export function checkAttachment(file: DiscordFile, options: DownloadOptions): OutputFormat {
-  const format = imageFormatOf(file.contentType);
-  if (!format) throw unsupportedAttachment(file.name, "attach PNG, JPEG or WebP images.");
-  if (file.size > options.maxBytes) throw attachmentTooLarge(file.name, options.maxBytes);
-  if (!urlOnHosts(file.url, options.allowedHosts))
-    throw unsupportedAttachment(file.name, "it is not hosted on Discord.");
-  return format;
+  const attached = { name: file.name, mimeType: file.contentType, size: file.size, url: file.url };
+  return checkAttachedImage(attached, { ...options, platform: "Discord" }).format;
 }
 
 /**

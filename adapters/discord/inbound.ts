@@ -5,23 +5,16 @@ import {
   type Client,
   Events,
   MessageFlags,
-  RESTJSONErrorCodes,
 } from "discord.js";
 import type { ImageParams, ImageRecord, Turn } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts";
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
+import { buttonImage, buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
 import {
-  ACK_GUARD_MS,
-  buttonImage,
-  buttonIntent,
-  recordThenAcknowledge,
-  userMessage,
-} from "../shared/inbound.ts";
-import {
+  acknowledgeInteraction,
   type DiscordFile,
-  errorCode,
   fromMessage,
   fromRaw,
   type IncomingMessage,
@@ -30,6 +23,7 @@ import {
   NO_MENTIONS,
   type RawMessage,
   REQUIRED_PERMISSIONS,
+  replyPrivately,
   THREAD_PERMISSIONS,
   tellPrivately,
   textChannel,
@@ -58,6 +52,10 @@ import {
  * Discord → engine: `/imagine`, clicks on our buttons, and people's messages in our threads (or replies to our
  * images) become intents. Each is recorded, then acknowledged; bad input gets an ephemeral answer (or a reply
  * to the message) and records nothing.
+ *
+ * Longer than our usual ~400 lines on purpose: three ways in, each with Discord's own rules (an interaction's
+ * 3 s and ephemeral replies; a message's order within its channel, and messages from threads discord.js has not
+ * cached, read from the raw gateway packet), sharing the acknowledgement gates at the end of the file.
  */
 
 export interface DiscordInboundOptions {
@@ -97,10 +95,6 @@ export class DiscordInbound {
 
   get #botId(): string | undefined {
     return this.#client.user?.id;
-  }
-
-  get #guardMs(): number {
-    return this.#options.ackGuardMs ?? ACK_GUARD_MS;
   }
 
   register(): void {
@@ -150,7 +144,7 @@ export class DiscordInbound {
       request = this.#readImagine(interaction);
     } catch (error) {
       if (error instanceof HelpRequested) {
-        await interaction.reply({ content: `\`\`\`\n${FLAG_HELP}\n\`\`\``, flags: MessageFlags.Ephemeral });
+        await replyPrivately(interaction, this.#log, `\`\`\`\n${FLAG_HELP}\n\`\`\``);
         return;
       }
       await this.#replyEphemeral(interaction, error, "imagine");
@@ -186,10 +180,10 @@ export class DiscordInbound {
             newThread: { title: request.prompt.slice(0, 200), meta: { ...meta } },
           });
         })(),
-        guardMs: this.#guardMs,
+        guardMs: this.#options.ackGuardMs,
         refuse: (error) => this.#replyEphemeral(interaction, error, "imagine"),
         acknowledge: () =>
-          this.#acknowledge(interaction, () =>
+          acknowledgeInteraction(interaction, this.#log, () =>
             interaction.deferReply({ withResponse: true }).then((r) => r.resource?.message?.id ?? null),
           ),
         // Acknowledged before the recording failed: take the public "thinking…" back, explain privately.
@@ -252,9 +246,10 @@ export class DiscordInbound {
         recording: this.#intentForButton(target, interaction).then((intent) =>
           this.#engine.submit({ ...intent, idempotencyKey: key }),
         ),
-        guardMs: this.#guardMs,
+        guardMs: this.#options.ackGuardMs,
         refuse: (error) => this.#replyEphemeral(interaction, error, "button"),
-        acknowledge: () => this.#acknowledge(interaction, () => interaction.deferUpdate().then(() => "ok")),
+        acknowledge: () =>
+          acknowledgeInteraction(interaction, this.#log, () => interaction.deferUpdate().then(() => "ok")),
         explainLate: async (error, acknowledged) => {
           if (!acknowledged) return;
           await interaction
@@ -285,7 +280,11 @@ export class DiscordInbound {
     target: ButtonTarget,
     interaction: ButtonInteraction<"cached" | "raw" | undefined>,
   ): Promise<Intent> {
-    const image = await buttonImage(this.#engine, target.imageId, "discord");
+    const { image, intent } = await buttonIntent(this.#engine, {
+      ...target,
+      userId: interaction.user.id,
+      platform: "discord",
+    });
     const meta = discordMeta(await this.#engine.getThread(image.threadKey));
     // A button copied into another server acts on nothing there.
     if (!meta || meta.guildId !== interaction.guildId)
@@ -298,7 +297,7 @@ export class DiscordInbound {
         userMessage: missingPermissionsText(interaction.channelId, missing),
       });
     }
-    return buttonIntent(this.#engine, target.action, image, interaction.user.id);
+    return intent;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -395,37 +394,12 @@ export class DiscordInbound {
   // Answers
   // -------------------------------------------------------------------------------------------------------
 
-  /** Acknowledges an interaction; a replayed event (already acknowledged) or a missed deadline is logged. */
-  async #acknowledge<T>(
-    interaction: ChatInputCommandInteraction | ButtonInteraction,
-    ack: () => Promise<T>,
-  ): Promise<T | null> {
-    try {
-      return await ack();
-    } catch (error) {
-      const code = errorCode(error);
-      if (code === RESTJSONErrorCodes.InteractionHasAlreadyBeenAcknowledged)
-        this.#log.info(
-          { interaction: interaction.id },
-          "interaction already acknowledged (a replayed event)",
-        );
-      else if (code === RESTJSONErrorCodes.UnknownInteraction)
-        this.#log.warn({ interaction: interaction.id }, "acknowledged too late; the result follows anyway");
-      else this.#log.error({ err: error, interaction: interaction.id }, "could not acknowledge");
-      return null;
-    }
-  }
-
   async #replyEphemeral(
     interaction: ChatInputCommandInteraction | ButtonInteraction,
     error: unknown,
     where: string,
   ): Promise<void> {
-    await interaction
-      .reply({ content: `✖ ${userMessage(error, this.#log, where)}`, flags: MessageFlags.Ephemeral })
-      .catch((replyError: unknown) =>
-        this.#log.warn({ err: replyError }, "could not send an ephemeral error"),
-      );
+    await replyPrivately(interaction, this.#log, `✖ ${userMessage(error, this.#log, where)}`);
   }
 
   /** A message's problem (bad flag, bad attachment) is answered in a reply where it was written. */

@@ -26,20 +26,48 @@ export function fileHosts(platformHosts: readonly string[], apiUrl: string | und
   return hosts;
 }
 
-/** The URL when it is http(s) on one of `hosts`; null for anything else. */
-export function urlOnHosts(raw: string | undefined, hosts: ReadonlySet<string>): URL | null {
-  const url = raw && URL.canParse(raw) ? new URL(raw) : null;
-  return url && /^https?:$/.test(url.protocol) && hosts.has(url.host) ? url : null;
+/** An attachment as both platforms describe it. */
+export interface AttachedFile {
+  name: string;
+  mimeType: string | null | undefined;
+  /** As the platform declared it, when it did. */
+  size: number | undefined;
+  url: string | undefined;
 }
 
-export function unsupportedAttachment(name: string, reason: string, cause?: unknown): AppError {
+export interface AttachmentRules {
+  /** The hosts a download may go to (`fileHosts`). */
+  allowedHosts: ReadonlySet<string>;
+  maxBytes: number;
+  /** "Slack", "Discord": where a file must be hosted, for the message when it is not. */
+  platform: string;
+}
+
+/**
+ * Checks an attachment before anything is downloaded or recorded: an image type gpt-image-2 takes, within the
+ * cap as declared, on the platform's own file host. Throws AppError with a message for the person.
+ */
+export function checkAttachedImage(
+  file: AttachedFile,
+  rules: AttachmentRules,
+): { format: OutputFormat; url: URL } {
+  const format = imageFormatOf(file.mimeType);
+  if (!format) throw unsupportedAttachment(file.name, "attach PNG, JPEG or WebP images.");
+  if (file.size !== undefined && file.size > rules.maxBytes)
+    throw attachmentTooLarge(file.name, rules.maxBytes);
+  const url = file.url && URL.canParse(file.url) ? new URL(file.url) : null;
+  if (!url || !/^https?:$/.test(url.protocol) || !rules.allowedHosts.has(url.host))
+    throw unsupportedAttachment(file.name, `it is not hosted on ${rules.platform}.`);
+  return { format, url };
+}
+
+export function unsupportedAttachment(name: string, reason: string): AppError {
   return new AppError("unsupported_attachment", `${name}: ${reason}`, {
     userMessage: `I can't use ${name}: ${reason}`,
-    cause,
   });
 }
 
-export function attachmentTooLarge(name: string, maxBytes: number): AppError {
+function attachmentTooLarge(name: string, maxBytes: number): AppError {
   const mb = Math.floor(maxBytes / (1024 * 1024));
   return new AppError("attachment_too_large", `${name} is over ${maxBytes} bytes`, {
     userMessage: `${name} is too large; images up to ${mb} MB work.`,

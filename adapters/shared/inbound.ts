@@ -38,13 +38,13 @@ async function withDeadline<T>(promise: Promise<Settled<T>>, ms: number): Promis
 }
 
 /** How long an adapter waits for a request to be recorded before it acknowledges anyway (platforms allow 3 s). */
-export const ACK_GUARD_MS = 2000;
+const ACK_GUARD_MS = 2000;
 
 export interface AcknowledgeSteps<T, A> {
   /** Recording the request: downloads, validation that needs the database, `engine.submit`. */
   recording: Promise<T>;
-  /** How long to wait for it before acknowledging anyway. */
-  guardMs: number;
+  /** How long to wait for it before acknowledging anyway; `ACK_GUARD_MS` by default. */
+  guardMs?: number | undefined;
   /** The recording failed within the guard: answer the person privately instead of acknowledging. */
   refuse(error: unknown): Promise<void>;
   /** Acknowledges the request; what it returns is handed to `explainLate`. */
@@ -66,7 +66,7 @@ export async function recordThenAcknowledge<T, A>(
   steps: AcknowledgeSteps<T, A>,
 ): Promise<{ acknowledged: A | null; outcome: Promise<Settled<T>> }> {
   const recording = settle(steps.recording);
-  const early = await withDeadline(recording, steps.guardMs);
+  const early = await withDeadline(recording, steps.guardMs ?? ACK_GUARD_MS);
   if (early && !early.ok) {
     await steps.refuse(early.error);
     return { acknowledged: null, outcome: Promise.resolve(early) };
@@ -106,27 +106,27 @@ export async function buttonImage(
 }
 
 /**
- * What a click asks for: Undo (the thread's head moves back), Variations of the image, Regenerate (its prompt and
- * settings drawn again), Use #n (the next edit starts from it).
+ * What a click asks for, with the image it names (checked as `buttonImage` does): Undo (the thread's head moves
+ * back), Variations of the image, Regenerate (its prompt and settings drawn again), Use #n (the next edit starts
+ * from it).
  */
 export async function buttonIntent(
   engine: ConversationEngine,
-  action: ButtonAction,
-  image: ImageRecord,
-  userId: string,
-): Promise<Intent> {
-  const base = { threadKey: image.threadKey, userId };
-  switch (action) {
+  click: { action: ButtonAction; imageId: string; userId: string; platform: Platform },
+): Promise<{ intent: Intent; image: ImageRecord }> {
+  const image = await buttonImage(engine, click.imageId, click.platform);
+  const base = { threadKey: image.threadKey, userId: click.userId };
+  switch (click.action) {
     case "undo":
-      return { ...base, kind: "undo" };
+      return { image, intent: { ...base, kind: "undo" } };
     case "variations":
-      return { ...base, kind: "variation", targetImageId: image.id };
+      return { image, intent: { ...base, kind: "variation", targetImageId: image.id } };
     case "use":
-      return { ...base, kind: "select", targetImageId: image.id };
+      return { image, intent: { ...base, kind: "select", targetImageId: image.id } };
     case "regenerate": {
       const origin = await engine.getTurn(image.turnId);
       if (!origin) throw imageGone(image.id);
-      return { ...base, kind: "generate", prompt: origin.prompt, params: origin.params };
+      return { image, intent: { ...base, kind: "generate", prompt: origin.prompt, params: origin.params } };
     }
   }
 }

@@ -1,26 +1,17 @@
 import { Server } from "node:http";
 import type { App } from "@slack/bolt";
-import type { HttpRoute } from "../../src/http/http-server.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { createBoltApp } from "./client.ts";
+import { createBoltApp, type SlackConnection } from "./client.ts";
 import { SlackDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
 import { registerSlackInbound } from "./inbound.ts";
 import { SlackThreads } from "./threads.ts";
 
-export interface SlackAdapterOptions {
+/** How to reach Slack (`client.ts`), and what the adapter needs beside it. */
+export interface SlackAdapterOptions extends SlackConnection {
   engine: ConversationEngine;
   logger: Logger;
-  botToken: string;
-  signingSecret?: string;
-  /** `xapp-…`: Socket Mode instead of HTTP. */
-  appToken?: string;
-  /** Base of Slack's Web API (tests and proxies); Slack's own by default. */
-  apiUrl?: string;
-  /** HTTP mode: where Bolt listens (`POST /slack/events`), with `routes` beside it. */
-  port?: number;
-  routes?: readonly HttpRoute[];
   /** Largest attachment used as a reference image. */
   maxAttachmentBytes?: number;
   /**

@@ -1,11 +1,4 @@
-import {
-  attachmentTooLarge,
-  fileHosts,
-  imageFormatOf,
-  readCapped,
-  unsupportedAttachment,
-  urlOnHosts,
-} from "../shared/files.ts";
+import { checkAttachedImage, fileHosts, readCapped, unsupportedAttachment } from "../shared/files.ts";
 
 /** What Slack puts in `event.files[]` (the fields we use). */
 export interface SlackFile {
@@ -35,12 +28,10 @@ export function allowedFileHosts(apiUrl: string | undefined): Set<string> {
  */
 export async function downloadSlackImage(file: SlackFile, options: DownloadOptions): Promise<Buffer> {
   const name = file.name ?? file.id;
-  if (!imageFormatOf(file.mimetype)) throw unsupportedAttachment(name, "attach PNG, JPEG or WebP images.");
-  if (file.size !== undefined && file.size > options.maxBytes)
-    throw attachmentTooLarge(name, options.maxBytes);
-  const url = urlOnHosts(file.url_private_download ?? file.url_private, options.allowedHosts);
-  if (!url) throw unsupportedAttachment(name, "it is not hosted on Slack.");
-
+  const { url } = checkAttachedImage(
+    { name, mimeType: file.mimetype, size: file.size, url: file.url_private_download ?? file.url_private },
+    { ...options, platform: "Slack" },
+  );
   const response = await fetch(url, {
     headers: { authorization: `Bearer ${options.botToken}` },
     redirect: "manual",

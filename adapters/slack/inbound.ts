@@ -4,13 +4,7 @@ import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
-import {
-  ACK_GUARD_MS,
-  buttonImage,
-  buttonIntent,
-  recordThenAcknowledge,
-  userMessage,
-} from "../shared/inbound.ts";
+import { buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
 import { buttonActionOf, decodeButtonValue } from "./render.ts";
@@ -60,7 +54,7 @@ interface MessageRequest {
 export function registerSlackInbound(app: App, options: SlackInboundOptions): void {
   const { engine, threads, delivery } = options;
   const log = options.logger;
-  const guardMs = options.ackGuardMs ?? ACK_GUARD_MS;
+  const guardMs = options.ackGuardMs;
   const client = app.client;
 
   /** Submits, then shows the new turn's status line in its thread. */
@@ -219,8 +213,12 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
     const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
     const recording = (async () => {
       // The image decides the thread (a value's `t` names it too, for buttons posted by older versions).
-      const image = await buttonImage(engine, value.i, "slack");
-      const intent = await buttonIntent(engine, buttonAction, image, body.user.id);
+      const { intent } = await buttonIntent(engine, {
+        action: buttonAction,
+        imageId: value.i,
+        userId: body.user.id,
+        platform: "slack",
+      });
       await submitAndShow({ ...intent, idempotencyKey: clickKey(triggerId) });
     })();
     // A click gets no visible acknowledgement, so a refusal is an acknowledgement and an explanation.

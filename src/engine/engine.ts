@@ -58,6 +58,10 @@ const VARIATION_INSTRUCTION =
  * The platform-neutral conversation engine. `submit` validates an intent, records the turn and enqueues it —
  * no provider call. `runTurn` (called by the queue's workers) does the work, stores every image with its
  * parent, moves the thread's head, and hands the outcome to the platform's observer.
+ *
+ * Longer than our usual ~400 lines on purpose: submitting and running are two halves of one contract (what
+ * `submit` accepts is exactly what `runTurn` can run: the same base image, the same inherited parameters), and
+ * keeping them in one class keeps those rules side by side.
  */
 export class Engine implements ConversationEngine {
   readonly #store: ConversationStore;

@@ -38,6 +38,9 @@ const IDEMPOTENCY_CONSTRAINT = "turns_idempotency_key_unique";
  * The conversation store on PostgreSQL, through drizzle. The same code runs on a `pg` Pool and on embedded
  * PGlite: it uses only typed drizzle queries (identical values on both drivers) and casts any raw aggregate in
  * SQL (int8 arrives as a string from pg and as a number from PGlite).
+ *
+ * Longer than our usual ~400 lines on purpose: every statement the app runs against its own tables is here, so
+ * the locks and transactions that keep a thread consistent (recordTurn, completeTurn) read as one piece.
  */
 export class PostgresConversationStore implements ConversationStore {
   readonly #db: Db;
