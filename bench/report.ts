@@ -40,7 +40,10 @@ const count = (n: number) => n.toLocaleString("en-US");
 /** Left column left-aligned, the rest right-aligned, two spaces apart. */
 function table(rows: readonly (readonly string[])[], indent = "   "): string {
   const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  for (const row of rows)
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
   return rows
     .map((row) =>
       row

@@ -225,17 +225,17 @@ describe("the /imagine command", () => {
       "think",
     ]);
     expect(options.prompt?.required).toBe(true);
-    expect((options.aspect?.choices as Array<{ value: string }>).map((c) => c.value)).toEqual([
+    expect((options.aspect?.choices as Array<{ value: string }> | undefined)?.map((c) => c.value)).toEqual([
       ...ASPECT_CHOICES,
     ]);
     expect(options.count).toMatchObject({ min_value: 1, max_value: 10 });
-    expect((options.quality?.choices as Array<{ value: string }>).map((c) => c.value)).toEqual([
+    expect((options.quality?.choices as Array<{ value: string }> | undefined)?.map((c) => c.value)).toEqual([
       "low",
       "medium",
       "high",
       "auto",
     ]);
-    expect((options.format?.choices as Array<{ value: string }>).map((c) => c.value)).toEqual([
+    expect((options.format?.choices as Array<{ value: string }> | undefined)?.map((c) => c.value)).toEqual([
       "png",
       "jpeg",
       "webp",

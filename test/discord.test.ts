@@ -159,7 +159,7 @@ describe("discord: commands", () => {
   it("registers /imagine globally, and for one server with DISCORD_GUILD_ID (npm run discord:register)", async () => {
     const [global] = fake.commands();
     expect(global?.name).toBe("imagine");
-    expect((global?.options as Array<{ name: string }>).map((o) => o.name)).toEqual([
+    expect((global?.options as Array<{ name: string }> | undefined)?.map((o) => o.name)).toEqual([
       "prompt",
       "aspect",
       "size",

@@ -520,13 +520,13 @@ describe("the fake is strict", () => {
         body: form,
       });
     };
-    const file = (bytes: Buffer, name: string, type: string) =>
+    const file = (bytes: Buffer, type: string) =>
       new Blob([new Uint8Array(bytes)], { type }) as Blob & { name?: string };
 
     it("rejects input_fidelity for gpt-image-2 with the real body", async () => {
       const png = await makePng(1024, 1024);
       const response = await edit((form) => {
-        form.append("image", file(png, "a.png", "image/png"), "a.png");
+        form.append("image", file(png, "image/png"), "a.png");
         form.append("input_fidelity", "high");
       });
       expect(response.status).toBe(400);
@@ -543,31 +543,31 @@ describe("the fake is strict", () => {
       const cases: [(form: FormData) => Promise<void> | void, string, string][] = [
         [() => {}, "image", "missing_required_parameter"],
         [
-          (f) => f.append("image", file(Buffer.from("not an image"), "a.png", "image/png"), "a.png"),
+          (f) => f.append("image", file(Buffer.from("not an image"), "image/png"), "a.png"),
           "image",
           "unsupported_file_mimetype",
         ],
         [
           (f) => {
-            for (let i = 0; i < 17; i++) f.append("image[]", file(png, "a.png", "image/png"), "a.png");
+            for (let i = 0; i < 17; i++) f.append("image[]", file(png, "image/png"), "a.png");
           },
           "image",
           "array_above_max_length",
         ],
         [
           async (f) => {
-            f.append("image", file(png, "a.png", "image/png"), "a.png");
-            f.append("mask", file(await makePng(1024, 1536), "m.png", "image/png"), "m.png");
+            f.append("image", file(png, "image/png"), "a.png");
+            f.append("mask", file(await makePng(1024, 1536), "image/png"), "m.png");
           },
           "mask",
           "invalid_mask_image",
         ],
         [
           async (f) => {
-            f.append("image", file(png, "a.png", "image/png"), "a.png");
+            f.append("image", file(png, "image/png"), "a.png");
             f.append(
               "mask",
-              file(await makeImage({ width: 1024, height: 1024, format: "jpeg" }), "m.jpg", "image/jpeg"),
+              file(await makeImage({ width: 1024, height: 1024, format: "jpeg" }), "image/jpeg"),
               "m.jpg",
             );
           },

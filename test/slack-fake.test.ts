@@ -319,7 +319,9 @@ describe("a real Bolt app over HTTP", () => {
     eventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
   });
   afterAll(() => app.stop());
-  beforeEach(() => void (seen.length = 0));
+  beforeEach(() => {
+    seen.length = 0;
+  });
 
   const until = async (check: () => boolean) => {
     for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));

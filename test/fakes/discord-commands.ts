@@ -49,7 +49,10 @@ function validateOptions(
   chars: { total: number },
 ): void {
   if (options === undefined || options === null) return;
-  if (!Array.isArray(options)) return errors.add(path, "BASE_TYPE_ARRAY", "Must be an array.");
+  if (!Array.isArray(options)) {
+    errors.add(path, "BASE_TYPE_ARRAY", "Must be an array.");
+    return;
+  }
   if (options.length > 25) errors.add(path, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.");
   const names = new Set<string>();
   let sawOptional = false;
@@ -64,12 +67,14 @@ function validateOptions(
     const at = [...path, i];
     const option = (raw ?? {}) as Json;
     const type = option.type as number;
-    if (!OPTION_TYPES.has(type))
-      return errors.add(
+    if (!OPTION_TYPES.has(type)) {
+      errors.add(
         [...at, "type"],
         "BASE_TYPE_CHOICES",
         "Value must be one of {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}.",
       );
+      return;
+    }
     if (!validName(option.name, CHAT_INPUT))
       errors.add([...at, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid");
     else if (names.has(option.name as string))
@@ -198,12 +203,16 @@ function validateOptions(
 }
 
 function validateCommand(raw: unknown, errors: FormErrors, path: Array<string | number>): void {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
-    return errors.add(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    errors.add(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType");
+    return;
+  }
   const command = raw as Json;
   const type = (command.type as number | undefined) ?? CHAT_INPUT;
-  if (![CHAT_INPUT, USER, MESSAGE, PRIMARY_ENTRY_POINT].includes(type))
-    return errors.add([...path, "type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4}.");
+  if (![CHAT_INPUT, USER, MESSAGE, PRIMARY_ENTRY_POINT].includes(type)) {
+    errors.add([...path, "type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4}.");
+    return;
+  }
   if (!validName(command.name, type))
     errors.add([...path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid");
   if (type === CHAT_INPUT || type === PRIMARY_ENTRY_POINT) {
@@ -295,7 +304,9 @@ function bulkOverwrite(state: DiscordState, req: RestRequest, guildId: string): 
     errors.throwIfAny();
   }
   const list = req.body as unknown[];
-  list.forEach((command, i) => validateCommand(command, errors, [i]));
+  list.forEach((command, i) => {
+    validateCommand(command, errors, [i]);
+  });
   const seen = new Set<string>();
   list.forEach((command, i) => {
     const k = key(command as Json);

@@ -286,8 +286,8 @@ function commandOptions(state: DiscordState, command: CommandRecord, input: Slas
     throw new Error(`fake Discord: /${command.name} needs a subcommand`);
 
   const add = (kind: string, id: string, value: Record<string, unknown>) => {
-    const bucket = (resolved[kind] ??= {});
-    bucket[id] = value;
+    resolved[kind] ??= {};
+    resolved[kind][id] = value;
   };
   const options = [...given].map(([name, value]) => {
     const option = schema.find((o) => o.name === name);

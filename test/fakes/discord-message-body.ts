@@ -153,8 +153,10 @@ function planAttachments(
     entries.forEach((entry: unknown, i) => {
       const path = [...prefix, "attachments", i];
       const id = typeof entry === "object" && entry !== null ? (entry as Json).id : undefined;
-      if (id === undefined || id === null)
-        return errors.add([...path, "id"], "BASE_TYPE_REQUIRED", "This field is required");
+      if (id === undefined || id === null) {
+        errors.add([...path, "id"], "BASE_TYPE_REQUIRED", "This field is required");
+        return;
+      }
       const e = entry as Json;
       const description = typeof e.description === "string" ? e.description : undefined;
       if (description !== undefined && description.length > 1024)
@@ -273,24 +275,31 @@ function validateComponents(
     interactive(component, at);
     for (const key of ["components", "accessory"] as const) {
       const child = component[key];
-      if (Array.isArray(child)) child.forEach((c, i) => walk((c ?? {}) as Json, [...at, key, i]));
+      if (Array.isArray(child))
+        child.forEach((c, i) => {
+          walk((c ?? {}) as Json, [...at, key, i]);
+        });
       else if (child && typeof child === "object") walk(child as Json, [...at, key]);
     }
   };
   if (v2) {
-    components.forEach((c, i) => walk((c ?? {}) as Json, [...path, i]));
+    components.forEach((c, i) => {
+      walk((c ?? {}) as Json, [...path, i]);
+    });
     return;
   }
   if (components.length > 5) errors.add(path, ...maxLength(5));
   components.forEach((raw, i) => {
     const row = (raw ?? {}) as Json;
     const at = [...path, i];
-    if (row.type !== 1)
-      return errors.add(
+    if (row.type !== 1) {
+      errors.add(
         [...at, "type"],
         "UNION_TYPE_CHOICES",
         "Top-level components must be action rows without IS_COMPONENTS_V2",
       );
+      return;
+    }
     const children = Array.isArray(row.components) ? (row.components as Json[]) : [];
     if (children.length < 1 || children.length > 5)
       errors.add([...at, "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.");
@@ -301,6 +310,8 @@ function validateComponents(
         "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
         "The specified component exceeds the maximum width",
       );
-    children.forEach((c, j) => walk((c ?? {}) as Json, [...at, "components", j]));
+    children.forEach((c, j) => {
+      walk((c ?? {}) as Json, [...at, "components", j]);
+    });
   });
 }

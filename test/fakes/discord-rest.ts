@@ -59,8 +59,12 @@ export class FormErrors {
 
   add(path: Array<string | number>, code: string, message: string): void {
     let node = this.#errors as Record<string, unknown>;
-    for (const key of path) node = (node[String(key)] ??= {}) as Record<string, unknown>;
-    ((node._errors ??= []) as unknown[]).push({ code, message });
+    for (const key of path) {
+      node[String(key)] ??= {};
+      node = node[String(key)] as Record<string, unknown>;
+    }
+    node._errors ??= [];
+    (node._errors as unknown[]).push({ code, message });
     this.#count++;
   }
 
@@ -269,7 +273,7 @@ function applyFailure(
       "x-ratelimit-scope": failure.global ? "global" : "user",
     };
     if (failure.global) headers["x-ratelimit-global"] = "true";
-    return finish(
+    finish(
       429,
       {
         message: "You are being rate limited.",
@@ -278,8 +282,12 @@ function applyFailure(
       },
       headers,
     );
+    return;
   }
-  if (failure.status >= 500) return finish(failure.status, `${failure.status}: Server Error`);
+  if (failure.status >= 500) {
+    finish(failure.status, `${failure.status}: Server Error`);
+    return;
+  }
   finish(failure.status, { message: failure.message ?? `${failure.status}: Error`, code: failure.code ?? 0 });
 }
 

@@ -224,7 +224,7 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
 
   const setOverwrite = (channelId: string, deny: bigint) => {
     const channel = state.channels.get(channelId);
-    if (!channel || channel.type !== 0) throw new Error(`fake Discord: no text channel ${channelId}`);
+    if (channel?.type !== 0) throw new Error(`fake Discord: no text channel ${channelId}`);
     channel.overwrites = channel.overwrites.filter((o) => o.id !== state.bot.id);
     if (deny) channel.overwrites.push({ id: state.bot.id, type: 1, allow: 0n, deny });
     gateway.dispatch("CHANNEL_UPDATE", channelJson(state, channel));
@@ -286,8 +286,12 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
       );
     },
     allowChannel: (channelId) => setOverwrite(channelId, 0n),
-    setAttachmentSizeLimit: (bytes) => void (state.attachmentSizeLimit = bytes),
-    setAckDeadline: (ms) => void (state.ackDeadlineMs = ms),
+    setAttachmentSizeLimit: (bytes) => {
+      state.attachmentSizeLimit = bytes;
+    },
+    setAckDeadline: (ms) => {
+      state.ackDeadlineMs = ms;
+    },
     afterNextCall(route, hook, match = () => true) {
       if (!routes.some((r) => `${r.method} ${r.pattern}` === route))
         throw new Error(`fake Discord: no route ${route}`);
@@ -295,7 +299,9 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     },
     pendingAfterCalls: () => [...state.afterCall].flatMap(([route, hooks]) => hooks.map(() => route)),
     failNext: (route, ...list) => void failures.set(route, [...(failures.get(route) ?? []), ...list]),
-    advanceTime: (ms) => void (state.clock.offsetMs += ms),
+    advanceTime: (ms) => {
+      state.clock.offsetMs += ms;
+    },
     now: () => now(state),
     waitFor: (predicate, timeoutMs = 5000, what = "a condition") =>
       waitFor(state, predicate, timeoutMs, what),

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { EventEmitter } from "node:events";
+import type { EventEmitter } from "node:events";
 
 /**
  * The fake Discord's state and records, shared by its modules (discord-server.ts is the entry point): one guild

@@ -112,7 +112,10 @@ export class WsConnection {
         offset = 10;
       }
       // Clients must mask every frame (RFC 6455 5.1) and may not set RSV bits without a negotiated extension.
-      if ((b1 & 0x80) === 0 || (b0 & 0x70) !== 0) return this.#protocolError("protocol error");
+      if ((b1 & 0x80) === 0 || (b0 & 0x70) !== 0) {
+        this.#protocolError("protocol error");
+        return;
+      }
       if (this.#buffer.length < offset + 4 + length) return;
       const mask = this.#buffer.subarray(offset, offset + 4);
       const payload = Buffer.from(this.#buffer.subarray(offset + 4, offset + 4 + length));
@@ -128,7 +131,10 @@ export class WsConnection {
   }
 
   #frame(fin: boolean, opcode: number, payload: Buffer): void {
-    if (opcode >= 0x8 && (!fin || payload.length > 125)) return this.#protocolError("bad control frame");
+    if (opcode >= 0x8 && (!fin || payload.length > 125)) {
+      this.#protocolError("bad control frame");
+      return;
+    }
     switch (opcode) {
       case 0x8: {
         const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
@@ -143,26 +149,39 @@ export class WsConnection {
         this.#socket.end();
         return;
       }
-      case 0x9:
-        return this.#send(0xa, payload);
+      case 0x9: {
+        this.#send(0xa, payload);
+        return;
+      }
       case 0xa:
         return;
       case 0x1:
       case 0x2:
-        if (this.#fragments.length > 0) return this.#protocolError("expected continuation");
-        if (fin) return this.#message(opcode, payload);
+        if (this.#fragments.length > 0) {
+          this.#protocolError("expected continuation");
+          return;
+        }
+        if (fin) {
+          this.#message(opcode, payload);
+          return;
+        }
         this.#fragmentOpcode = opcode;
         this.#fragments = [payload];
         return;
       case 0x0:
-        if (this.#fragments.length === 0) return this.#protocolError("unexpected continuation");
+        if (this.#fragments.length === 0) {
+          this.#protocolError("unexpected continuation");
+          return;
+        }
         this.#fragments.push(payload);
         if (!fin) return;
         this.#message(this.#fragmentOpcode, Buffer.concat(this.#fragments));
         this.#fragments = [];
         return;
-      default:
-        return this.#protocolError("unknown opcode");
+      default: {
+        this.#protocolError("unknown opcode");
+        return;
+      }
     }
   }
 

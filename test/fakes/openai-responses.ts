@@ -237,7 +237,10 @@ function readInput(input: unknown): { text: string; images: DecodedImage[] } {
     if (item?.role === undefined || (item.type !== undefined && item.type !== "message")) {
       throw invalidRequest(`Invalid 'input[${i}]': expected a message.`, `input[${i}]`, "invalid_value");
     }
-    if (typeof item.content === "string") return void texts.push(item.content);
+    if (typeof item.content === "string") {
+      texts.push(item.content);
+      return;
+    }
     if (!Array.isArray(item.content)) {
       throw invalidRequest(
         `Missing required parameter: 'input[${i}].content'.`,

@@ -167,7 +167,9 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     port,
     requests: state.requests,
     failNext: (...failures) => void state.failures.push(...failures),
-    setLatency: (ms) => void (state.latencyMs = ms),
+    setLatency: (ms) => {
+      state.latencyMs = ms;
+    },
     get peakConcurrent() {
       return state.peakConcurrent;
     },

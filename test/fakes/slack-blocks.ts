@@ -48,9 +48,14 @@ export function validateBlocks(blocks: unknown): string[] {
   const blockIds = new Set<string>();
   blocks.forEach((block, i) => {
     const at = `/blocks/${i}`;
-    if (!isObj(block) || typeof block.type !== "string")
-      return fail("must provide an object with a type", at);
-    if (!KNOWN_BLOCKS.has(block.type)) return fail(`unsupported type: ${block.type}`, `${at}/type`);
+    if (!isObj(block) || typeof block.type !== "string") {
+      fail("must provide an object with a type", at);
+      return;
+    }
+    if (!KNOWN_BLOCKS.has(block.type)) {
+      fail(`unsupported type: ${block.type}`, `${at}/type`);
+      return;
+    }
     if (block.block_id !== undefined) {
       if (typeof block.block_id !== "string" || block.block_id.length > 255)
         fail("must be a string of at most 255 characters", `${at}/block_id`);
@@ -65,7 +70,10 @@ export function validateBlocks(blocks: unknown): string[] {
         if (block.fields !== undefined) {
           if (!Array.isArray(block.fields) || block.fields.length > 10)
             fail("must be an array of at most 10 items", `${at}/fields`);
-          else block.fields.forEach((field, j) => checkText(field, 2000, `${at}/fields/${j}`, fail));
+          else
+            block.fields.forEach((field, j) => {
+              checkText(field, 2000, `${at}/fields/${j}`, fail);
+            });
         }
         if (block.accessory !== undefined) checkElement(block.accessory, `${at}/accessory`, new Set(), fail);
         break;
@@ -85,7 +93,9 @@ export function validateBlocks(blocks: unknown): string[] {
           break;
         }
         const actionIds = new Set<string>();
-        elements.forEach((element, j) => checkElement(element, `${at}/elements/${j}`, actionIds, fail));
+        elements.forEach((element, j) => {
+          checkElement(element, `${at}/elements/${j}`, actionIds, fail);
+        });
         break;
       }
       case "context":
@@ -104,11 +114,18 @@ function checkText(
   fail: (message: string, pointer: string) => void,
   only?: "plain_text",
 ): void {
-  if (!isObj(value) || (value.type !== "plain_text" && value.type !== "mrkdwn"))
-    return fail("must be a text object (plain_text or mrkdwn)", at);
-  if (only && value.type !== only) return fail(`must be ${only}`, `${at}/type`);
-  if (typeof value.text !== "string" || value.text.length === 0)
-    return fail("text must not be empty", `${at}/text`);
+  if (!isObj(value) || (value.type !== "plain_text" && value.type !== "mrkdwn")) {
+    fail("must be a text object (plain_text or mrkdwn)", at);
+    return;
+  }
+  if (only && value.type !== only) {
+    fail(`must be ${only}`, `${at}/type`);
+    return;
+  }
+  if (typeof value.text !== "string" || value.text.length === 0) {
+    fail("text must not be empty", `${at}/text`);
+    return;
+  }
   if (value.text.length > max) fail(`must be less than ${max + 1} characters`, `${at}/text`);
 }
 
@@ -118,10 +135,14 @@ function checkElement(
   actionIds: Set<string>,
   fail: (message: string, pointer: string) => void,
 ): void {
-  if (!isObj(element) || typeof element.type !== "string")
-    return fail("must provide an element with a type", at);
-  if (!INTERACTIVE.has(element.type) && element.type !== "image")
-    return fail(`unsupported type: ${element.type}`, `${at}/type`);
+  if (!isObj(element) || typeof element.type !== "string") {
+    fail("must provide an element with a type", at);
+    return;
+  }
+  if (!INTERACTIVE.has(element.type) && element.type !== "image") {
+    fail(`unsupported type: ${element.type}`, `${at}/type`);
+    return;
+  }
   if (element.action_id !== undefined) {
     if (typeof element.action_id !== "string" || element.action_id.length > 255)
       fail("must be a string of at most 255 characters", `${at}/action_id`);

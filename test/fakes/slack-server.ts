@@ -388,7 +388,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       void state.afterCall.set(method, [...(state.afterCall.get(method) ?? []), hook]),
     failNext: (method, ...list) => void failures.set(method, [...(failures.get(method) ?? []), ...list]),
     setEchoTarget,
-    advanceClock: (ms) => void (state.clockOffsetMs += ms),
+    advanceClock: (ms) => {
+      state.clockOffsetMs += ms;
+    },
     reset() {
       state.clockOffsetMs = 0;
       clear(state.log, state.calls, state.uploads, state.ephemerals, state.updates, state.responseUrlPosts);

@@ -255,7 +255,10 @@ class WsConnection {
         offset = 10;
       }
       // Clients must mask every frame (RFC 6455 5.1) and may not set RSV bits without an extension.
-      if ((b1 & 0x80) === 0 || (b0 & 0x70) !== 0) return this.close(1002, "protocol error");
+      if ((b1 & 0x80) === 0 || (b0 & 0x70) !== 0) {
+        this.close(1002, "protocol error");
+        return;
+      }
       if (this.#buffer.length < offset + 4 + length) return;
       const mask = this.#buffer.subarray(offset, offset + 4);
       const payload = Buffer.from(this.#buffer.subarray(offset + 4, offset + 4 + length));
@@ -266,30 +269,49 @@ class WsConnection {
   }
 
   #frame(fin: boolean, opcode: number, payload: Buffer): void {
-    if (opcode >= 0x8 && (!fin || payload.length > 125)) return this.close(1002, "bad control frame");
+    if (opcode >= 0x8 && (!fin || payload.length > 125)) {
+      this.close(1002, "bad control frame");
+      return;
+    }
     switch (opcode) {
       case 0x8: // close: echo the code, then end
-        return this.close(payload.length >= 2 ? payload.readUInt16BE(0) : 1000);
-      case 0x9:
-        return this.#send(0xa, payload);
+        {
+          this.close(payload.length >= 2 ? payload.readUInt16BE(0) : 1000);
+          return;
+        }
+      case 0x9: {
+        this.#send(0xa, payload);
+        return;
+      }
       case 0xa:
         return;
       case 0x1:
       case 0x2:
-        if (this.#fragments.length > 0) return this.close(1002, "expected continuation");
-        if (fin) return this.#message(opcode, payload);
+        if (this.#fragments.length > 0) {
+          this.close(1002, "expected continuation");
+          return;
+        }
+        if (fin) {
+          this.#message(opcode, payload);
+          return;
+        }
         this.#fragmentOpcode = opcode;
         this.#fragments = [payload];
         return;
       case 0x0:
-        if (this.#fragments.length === 0) return this.close(1002, "unexpected continuation");
+        if (this.#fragments.length === 0) {
+          this.close(1002, "unexpected continuation");
+          return;
+        }
         this.#fragments.push(payload);
         if (!fin) return;
         this.#message(this.#fragmentOpcode, Buffer.concat(this.#fragments));
         this.#fragments = [];
         return;
-      default:
-        return this.close(1002, "unknown opcode");
+      default: {
+        this.close(1002, "unknown opcode");
+        return;
+      }
     }
   }
 

@@ -84,7 +84,10 @@ export async function handleWebApi(
       throw new SlackApiError("not_allowed_token_type");
     const failure = failures.get(method)?.shift();
     if (failure) {
-      if (applyFailure(failure, req, res, (status) => void (call.error = `HTTP ${status}`))) return;
+      const recordStatus = (status: number) => {
+        call.error = `HTTP ${status}`;
+      };
+      if (applyFailure(failure, req, res, recordStatus)) return;
       throw new SlackApiError((failure as { error: string }).error);
     }
     const result = handler(state, args);
