@@ -23,6 +23,12 @@ export interface App {
    * behind, begin to run. A process works only the platforms it can deliver to.
    */
   startWorkers(platforms?: readonly Platform[]): Promise<void>;
+  /**
+   * Stops taking turns from the queue and lets the running ones finish and be delivered for up to `graceMs`;
+   * those still running then are handed back (they finish once after a restart). Adapters stay connected.
+   */
+  stopWorkers(graceMs: number): Promise<void>;
+  /** Stops the workers (handing back what runs) and closes the database. */
   stop(): Promise<void>;
 }
 
@@ -59,7 +65,14 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       logger.child({ component: "queue" }),
     );
     await queue.start();
-    const engine = new Engine({ store, blobs, provider, queue, logger, options: overrides.engine });
+    const engine = new Engine({
+      store,
+      blobs,
+      provider,
+      queue,
+      logger,
+      options: { providerConcurrency: config.workerConcurrency, ...overrides.engine },
+    });
 
     let stopped = false;
     return {
@@ -68,6 +81,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       database,
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
       startWorkers: (platforms) => queue.work((job, attempt) => engine.runTurn(job, attempt), platforms),
+      stopWorkers: (graceMs) => queue.stop(graceMs),
       async stop() {
         if (stopped) return;
         stopped = true;

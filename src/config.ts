@@ -83,6 +83,7 @@ const EnvSchema = z.object({
   PORT: wholeNumber(0, 65535, 3000),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
+  SHUTDOWN_GRACE_S: wholeNumber(0, 3600, 90),
 });
 
 /**
@@ -130,6 +131,8 @@ export interface Config {
   port: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   workerConcurrency: number;
+  /** On SIGTERM/SIGINT, how long running turns may take to finish and be delivered before they are handed back. */
+  shutdownGraceMs: number;
   /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
   consoleUser: string;
 }
@@ -181,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
     consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };

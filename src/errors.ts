@@ -23,6 +23,7 @@ export type ErrorCode =
   | "provider_timeout"
   | "config_invalid"
   | "unauthorized_channel"
+  | "crash_loop"
   | "internal";
 
 export interface AppErrorOptions {

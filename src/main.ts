@@ -27,6 +27,7 @@ interface PlatformAdapter {
 /** Every chat platform whose token is set, one engine and one set of workers behind them. */
 async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
+  keepRunningOnUnhandledRejections(logger);
   const app = await createApp(config, logger);
   const adapters: PlatformAdapter[] = [];
   const platforms: Platform[] = [];
@@ -65,9 +66,13 @@ async function runPlatforms(config: Config): Promise<void> {
   await app.startWorkers(platforms);
   for (const adapter of adapters) await adapter.start();
   stopOnSignals(logger, async () => {
+    // Requests that arrive meanwhile are still recorded and acknowledged; they run after the restart.
+    logger.info({ graceMs: config.shutdownGraceMs }, "stopping: finishing the turns in progress");
+    await app.stopWorkers(config.shutdownGraceMs);
     for (const adapter of adapters) await adapter.stop();
     await http?.close();
     await app.stop();
+    logger.info("stopped");
   });
 }
 
@@ -76,6 +81,7 @@ async function runConsole(config: Config): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, "threadcanvas.log");
   const logger = createLogger(config.logLevel, pino.destination({ dest: logFile, mkdir: true, sync: false }));
+  keepRunningOnUnhandledRejections(logger);
   const interactive = process.stdin.isTTY === true;
   if (interactive) process.stdout.write(`Starting (first start creates the database; logs: ${logFile})…\n`);
 
@@ -91,6 +97,7 @@ async function runConsole(config: Config): Promise<void> {
     interactive,
   });
   const stop = stopOnSignals(logger, async () => {
+    await app.stopWorkers(config.shutdownGraceMs);
     await http.close();
     await app.stop();
   });
@@ -110,19 +117,45 @@ async function listen(config: Config, app: App, logger: Logger) {
   });
 }
 
-/** Stops once on SIGINT/SIGTERM (or when the returned function is called), then exits. */
+/**
+ * Stops once on SIGTERM or SIGINT (or when the returned function is called): a planned stop, so it exits 0
+ * once `shutdown` is done. A second signal exits at once (the turns still running are handed back by the
+ * queue's heartbeat, as after a crash).
+ */
 function stopOnSignals(logger: Logger, shutdown: () => Promise<void>): (code: number) => Promise<void> {
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    await shutdown().catch((error: unknown) => logger.error({ err: error }, "shutdown failed"));
+    const failed = await shutdown().then(
+      () => false,
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        return true;
+      },
+    );
     logger.flush();
-    process.exit(code);
+    process.exit(failed ? 1 : code);
   };
-  process.once("SIGINT", () => void stop(130));
-  process.once("SIGTERM", () => void stop(143));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (!stopping) return void stop(0);
+      logger.warn({ signal }, "second signal: exiting now");
+      logger.flush();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  }
   return stop;
+}
+
+/**
+ * A rejected promise nobody awaited is a bug, but not one worth a crash: everything accepted is already in the
+ * database, so the process logs it and goes on.
+ */
+function keepRunningOnUnhandledRejections(logger: Logger): void {
+  process.on("unhandledRejection", (reason) => {
+    logger.error({ err: reason }, "unhandled promise rejection (kept running)");
+  });
 }
 
 main().catch((error: unknown) => {

@@ -80,8 +80,11 @@ export type FinishedEvent = Extract<TurnEvent, { type: "finished" }>;
 export interface TurnObserver {
   /** Progress (queued, running, partial previews, retrying). Best effort: errors are logged, not retried. */
   progress?(event: ProgressEvent): void | Promise<void>;
-  /** The final outcome, success or failure (see `turn.status`, `turn.errorCode`, `turn.errorMessage`). */
-  deliver(event: FinishedEvent): Promise<void>;
+  /**
+   * The final outcome, success or failure (see `turn.status`, `turn.errorCode`, `turn.errorMessage`). `signal`
+   * aborts when the process is handing the turn back (a shutdown past its grace): stop between steps.
+   */
+  deliver(event: FinishedEvent, signal: AbortSignal): Promise<void>;
 }
 
 /** The platform messages an adapter keeps per turn. */
@@ -234,6 +237,14 @@ export interface TurnOutcome {
   providerRequestId: string | null;
 }
 
+/** What the provider returned for a turn, its images in the blob store (see `TurnStore.saveProviderResult`). */
+export interface SavedProviderResult {
+  images: BlobRef[];
+  usage: UsageEntry[];
+  requestId: string | null;
+  revisedPrompt: string | null;
+}
+
 export interface ThreadHistory {
   thread: Thread;
   turns: Turn[];
@@ -285,6 +296,12 @@ export interface TurnStore {
   completeTurn(id: string, outcome: TurnOutcome): Promise<{ turn: Turn; images: ImageRecord[] }>;
   /** → failed (or canceled) with a code and the message a user sees. No-op on a terminal turn. */
   failTurn(id: string, code: string, message: string, status?: "failed" | "canceled"): Promise<Turn>;
+  /**
+   * Keeps what the provider returned for a running turn, before anything else is done with it, so a later
+   * attempt finishes the turn from it instead of calling the provider again. The first result saved wins.
+   */
+  saveProviderResult(turnId: string, result: SavedProviderResult): Promise<void>;
+  providerResult(turnId: string): Promise<SavedProviderResult | null>;
   markDelivered(id: string): Promise<void>;
   /** Turns left queued or running (e.g. by a crash), oldest first; only that thread's when `threadKey` is given. */
   unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]>;

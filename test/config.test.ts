@@ -13,6 +13,7 @@ const DEFAULTS: Config = {
   port: 3000,
   logLevel: "info",
   workerConcurrency: 4,
+  shutdownGraceMs: 90_000,
   consoleUser: "me",
 };
 
@@ -38,6 +39,7 @@ const FULL_ENV = {
   PORT: "8080",
   LOG_LEVEL: "debug",
   WORKER_CONCURRENCY: "16",
+  SHUTDOWN_GRACE_S: "30",
   USER: "alice",
 };
 
@@ -90,6 +92,7 @@ describe("loadConfig", () => {
       port: 8080,
       logLevel: "debug",
       workerConcurrency: 16,
+      shutdownGraceMs: 30_000,
       consoleUser: "alice",
     } satisfies Config);
   });

@@ -61,8 +61,8 @@ describe("generate and edit", () => {
       quality: "low",
     });
     expect(done.turn.costUsd).toBeGreaterThan(0);
-    const delivered = await h.store.getTurn(done.turn.id);
-    expect(delivered?.deliveredAt).toBeInstanceOf(Date);
+    // Recorded as delivered once the observer's deliver returns (just after it told the test).
+    await expect.poll(async () => (await h.store.getTurn(done.turn.id))?.deliveredAt).toBeInstanceOf(Date);
   });
 
   it("sends an edit exactly the bytes of the previous version, and a chain of three builds on each result", async () => {
@@ -402,5 +402,89 @@ describe("a platform that cannot take deliveries", () => {
     const [base] = await g.store.getTurnImages(first.turn.id);
     const [edited] = await g.store.getTurnImages(second.turn.id);
     expect(edited?.parentId).toBe(base?.id);
+  });
+});
+
+describe("after the provider answered", () => {
+  it("a failure before the turn is stored finishes it from the saved result: the image is not bought again", {
+    timeout: 30_000,
+  }, async () => {
+    let failures = 1;
+    const g = await startEngineHarness({
+      wrapStore: (store) =>
+        new Proxy(store, {
+          get(target, property) {
+            const value = Reflect.get(target, property, target);
+            if (property === "completeTurn" && failures > 0) {
+              return async () => {
+                failures--;
+                throw new Error("the database went away");
+              };
+            }
+            return typeof value === "function" ? value.bind(target) : value;
+          },
+        }),
+    });
+    try {
+      const { turn } = await g.engine.submit({
+        threadKey: `console:test:${process.pid}-saved`,
+        kind: "generate",
+        prompt: "a lighthouse at dusk",
+        userId: "U1",
+      });
+      const done = await g.finished(turn.id);
+      expect(done.turn).toMatchObject({ status: "succeeded", attempts: 2 });
+      expect(g.fake.requests.filter((r) => r.endpoint === "images.generate")).toHaveLength(1);
+      // The image stored is the one the provider returned the first time, kept before the failure.
+      const saved = await g.store.providerResult(turn.id);
+      expect(done.images.map((image) => image.sha256)).toEqual(saved?.images.map((image) => image.sha256));
+      expect(done.turn.costUsd).toBeGreaterThan(0); // the saved usage is what the turn is charged
+    } finally {
+      await g.close();
+    }
+  });
+
+  it("a turn whose every attempt stopped the process is failed with a message, without calling the provider", async () => {
+    const threadKey = newThread();
+    const { turn } = await h.store.recordTurn(
+      {
+        threadKey,
+        kind: "generate",
+        prompt: "a prompt that crashes the bot",
+        params: { size: "auto", quality: "auto", n: 1, format: "png", background: "auto", think: false },
+        userId: "U1",
+        newThread: { title: "crash" },
+      },
+      async () => {}, // no job: this test plays the queue
+    );
+    // Four attempts that each ended with the process dying (each start counts one).
+    for (let i = 0; i < 4; i++) await h.store.startTurn(turn.id);
+    await h.engine.runTurn(
+      { turnId: turn.id, threadKey },
+      { retryCount: 4, signal: new AbortController().signal },
+    );
+    const done = await h.finished(turn.id);
+    expect(done.turn).toMatchObject({ status: "failed", errorCode: "crash_loop" });
+    expect(done.turn.errorMessage).toMatch(/given up/);
+    expect(h.fake.requests).toHaveLength(0);
+  });
+});
+
+describe("provider calls at once", () => {
+  it("are limited across every platform's workers", { timeout: 30_000 }, async () => {
+    const g = await startEngineHarness({ concurrency: 3, engine: { providerConcurrency: 1 } });
+    try {
+      g.fake.setLatency(300);
+      const submitted = await Promise.all(
+        ["console:me:p1", "console:me:p2", "console:me:p3"].map((threadKey) =>
+          g.engine.submit({ threadKey, kind: "generate", prompt: "a kite", userId: "U1" }),
+        ),
+      );
+      await Promise.all(submitted.map((s) => g.finished(s.turn.id)));
+      expect(g.fake.requests).toHaveLength(3);
+      expect(g.fake.peakConcurrent).toBe(1);
+    } finally {
+      await g.close();
+    }
   });
 });

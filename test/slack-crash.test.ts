@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { PostgresConversationStore } from "../src/store/conversation-store.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
@@ -9,9 +9,11 @@ import { createTestDataDir, type TestDataDir } from "./support/database.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
- * `npm start` with Slack configured, killed with SIGKILL at the two moments that matter, then started again:
- * while the provider is drawing, and right after the image was shared into the thread but before the bot knew.
- * Either way the thread ends with one root message, one upload, one result message, and the status says done.
+ * `npm start` with Slack configured, killed with SIGKILL at the moments that matter, then started again: while
+ * the provider is drawing, right after the image was shared into the thread but before the bot knew, right after
+ * the root message was posted. Or stopped with SIGTERM: it finishes what runs within SHUTDOWN_GRACE_S and hands
+ * back the rest. Every way, the thread ends with one root message, one upload, one result message, and the
+ * status says done.
  */
 const CHANNEL = "C0001";
 let openai: FakeOpenAI;
@@ -37,8 +39,9 @@ afterAll(async () => {
 });
 
 /** Starts the bot over HTTP on a free port; resolves with its /slack/events URL once it listens. */
-async function startSlackBot(): Promise<{ bot: BotProcess; url: string }> {
+async function startSlackBot(env: Record<string, string> = {}): Promise<{ bot: BotProcess; url: string }> {
   const bot = startBot({
+    ...env,
     OPENAI_API_KEY: openai.apiKey,
     OPENAI_BASE_URL: openai.baseUrl,
     DATA_DIR: data.dataDir,
@@ -79,7 +82,7 @@ async function expectDeliveredOnce(bot: BotProcess): Promise<void> {
 
   // Stopped cleanly, the store agrees: one turn, delivered, and the uploaded bytes are its stored image.
   bot.child.kill("SIGTERM");
-  expect((await bot.exited).code).toBe(143);
+  expect((await bot.exited).code).toBe(0); // a planned stop (SIGTERM) exits 0
   const database = await openDatabase({ dataDir: data.dataDir });
   try {
     const store = new PostgresConversationStore(database.db);
@@ -153,4 +156,62 @@ it("a bot killed just after posting the root message does not post a second one"
   const second = await startSlackBot();
   await expectDeliveredOnce(second.bot);
   expect(slack.calls.filter((c) => c.method === "conversations.history")).not.toHaveLength(0);
+});
+
+describe("SIGTERM", () => {
+  it("lets a turn in progress finish and be delivered, then exits 0", { timeout: 120_000 }, async () => {
+    openai.setLatency(2_000);
+    const { bot, url } = await startSlackBot();
+    await imagine(url, "a lighthouse in a storm");
+    await waitUntil(() => openai.requests.length === 1, "the provider call", 30_000);
+    bot.child.kill("SIGTERM");
+    expect((await bot.exited).code).toBe(0);
+    // Delivered before the process left: the upload and the result message are in the thread.
+    expect(slack.uploads.filter((u) => u.completed).map((u) => u.filename)).toEqual(["v1-1.png"]);
+    expect(bot.stdout()).toMatch(/"msg":"delivered"/);
+    expect(bot.stdout()).toMatch(/"msg":"stopped"/);
+  });
+
+  it("hands back a turn still drawing when the grace runs out; it finishes once after a restart", {
+    timeout: 120_000,
+  }, async () => {
+    openai.setLatency(60_000);
+    const first = await startSlackBot({ SHUTDOWN_GRACE_S: "1" });
+    await imagine(first.url, "a red kite");
+    await waitUntil(() => openai.requests.length === 1, "the provider call", 30_000);
+    const stopping = Date.now();
+    first.bot.child.kill("SIGTERM");
+    expect((await first.bot.exited).code).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(20_000);
+    expect(slack.uploads).toHaveLength(0);
+
+    openai.setLatency(0);
+    const second = await startSlackBot();
+    await expectDeliveredOnce(second.bot);
+  });
+
+  it("a turn whose image arrived but whose delivery hangs is handed back without buying it again", {
+    timeout: 120_000,
+  }, async () => {
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Slack stops answering the upload: the turn is drawn and stored, and its delivery hangs.
+    slack.afterNextCall("files.getUploadURLExternal", () => held);
+    const first = await startSlackBot({ SHUTDOWN_GRACE_S: "1" });
+    await imagine(first.url, "a paper lantern");
+    await waitUntil(
+      () => slack.calls.some((c) => c.method === "files.getUploadURLExternal"),
+      "the upload to start",
+      30_000,
+    );
+    first.bot.child.kill("SIGTERM");
+    expect((await first.bot.exited).code).toBe(0);
+    release();
+
+    const second = await startSlackBot();
+    await expectDeliveredOnce(second.bot);
+    expect(openai.requests).toHaveLength(1);
+  });
 });

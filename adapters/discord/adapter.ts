@@ -73,7 +73,7 @@ export class DiscordAdapter {
     }).register();
     options.engine.observe("discord", {
       progress: (event) => delivery.progress(event),
-      deliver: (event) => delivery.deliver(event),
+      deliver: (event, signal) => delivery.deliver(event, signal),
     });
   }
 

@@ -101,9 +101,14 @@ export class DiscordDelivery {
     this.#view(event.turn.id).update(() => this.#showProgress(event.turn, status, preview));
   }
 
-  deliver(event: FinishedEvent): Promise<void> {
+  deliver(event: FinishedEvent, signal?: AbortSignal): Promise<void> {
     const view = this.#view(event.turn.id);
-    return view.finish(() => this.#deliverNow(event)).finally(() => this.#views.delete(event.turn.id));
+    return view
+      .finish(() => {
+        signal?.throwIfAborted(); // handed back while earlier progress edits were still going out
+        return this.#deliverNow(event);
+      })
+      .finally(() => this.#views.delete(event.turn.id));
   }
 
   #view(turnId: string): TurnView {

@@ -56,7 +56,7 @@ export class SlackAdapter {
     });
     options.engine.observe("slack", {
       progress: (event) => delivery.progress(event),
-      deliver: (event) => delivery.deliver(event),
+      deliver: (event, signal) => delivery.deliver(event, signal),
     });
   }
 

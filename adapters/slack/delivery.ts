@@ -78,7 +78,7 @@ export class SlackDelivery {
    * turn's metadata, then updates the status line. A redelivery first reads the thread back and skips what is
    * already there, so a crash anywhere in here ends with each image and each message posted once.
    */
-  async deliver({ turn, thread, images, redelivery }: FinishedEvent): Promise<void> {
+  async deliver({ turn, thread, images, redelivery }: FinishedEvent, signal?: AbortSignal): Promise<void> {
     const meta = await this.#threads.rooted(thread.key);
     if (!meta) return;
     const inThread = { channel: meta.channel, thread_ts: meta.rootTs, metadata: turnMetadata(turn) };
@@ -113,6 +113,7 @@ export class SlackDelivery {
         ),
       });
     }
+    signal?.throwIfAborted(); // handed back between the upload and the closing message: the read-back resumes here
     if (!already.closed)
       await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
     await this.#updateStatus(turn, { state: "done", images: images.length });

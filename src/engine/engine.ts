@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import pLimit, { type LimitFunction } from "p-limit";
 import sharp from "sharp";
 import {
   type BlobRef,
@@ -11,6 +12,7 @@ import {
   type Thread,
   type ThreadKey,
   type Turn,
+  type UsageEntry,
 } from "../domain.ts";
 import { AppError, asAppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -38,6 +40,8 @@ import { checkParams, checkPrompt } from "../request/checks.ts";
 export interface EngineOptions {
   /** A turn that failed retryably this many times fails for good (crashed attempts count). */
   maxAttempts?: number;
+  /** Provider calls this process makes at once, whatever the platform (`WORKER_CONCURRENCY`). */
+  providerConcurrency?: number;
   /** The longest we wait on a provider's `retry-after` before handing the turn back to the queue. */
   maxRetryAfterMs?: number;
   /** Reference images per edit (gpt-image-2 takes 16 inputs: the image being edited plus 15). */
@@ -50,6 +54,9 @@ export interface EngineOptions {
    */
   maxDeliveryAttempts?: number;
 }
+
+const CRASH_LOOP_MESSAGE =
+  "This request stopped threadcanvas each time it ran, so it was given up. Try other words or settings.";
 
 const VARIATION_INSTRUCTION =
   "Create a new variation of this image. Keep its subject, composition and style, and vary the details.";
@@ -71,6 +78,7 @@ export class Engine implements ConversationEngine {
   readonly #logger: Logger;
   readonly #observers = new Map<Platform, TurnObserver>();
   readonly #options: Required<EngineOptions>;
+  readonly #providerSlots: LimitFunction;
 
   constructor(deps: {
     store: ConversationStore;
@@ -87,12 +95,14 @@ export class Engine implements ConversationEngine {
     this.#logger = deps.logger;
     this.#options = {
       maxAttempts: 4,
+      providerConcurrency: 4,
       maxRetryAfterMs: 60_000,
       maxReferenceImages: 15,
       maxReferenceBytes: 50 * 1024 * 1024,
       maxDeliveryAttempts: 15,
       ...deps.options,
     };
+    this.#providerSlots = pLimit(this.#options.providerConcurrency);
   }
 
   observe(platform: Platform, observer: TurnObserver): void {
@@ -258,10 +268,17 @@ export class Engine implements ConversationEngine {
       return;
     }
     log.info({ kind: started.kind }, "turn started");
-    this.#progress({ type: "running", turn: started });
 
     let finished: Turn;
     const startedAt = performance.now();
+    if (started.attempts > this.#options.maxAttempts) {
+      // Every earlier attempt ended without a word (the process died each time): do not run it again.
+      log.error({ attempts: started.attempts }, "turn keeps stopping the process; giving up");
+      finished = await this.#store.failTurn(started.id, "crash_loop", CRASH_LOOP_MESSAGE);
+      await this.#deliverOrGiveUp(finished, log, false, attempt);
+      return;
+    }
+    this.#progress({ type: "running", turn: started });
     try {
       const outcome = await this.#execute(started, attempt.signal);
       finished = (await this.#store.completeTurn(started.id, outcome)).turn;
@@ -299,8 +316,9 @@ export class Engine implements ConversationEngine {
   /** Delivery failures go back to the queue (the next attempt is a redelivery) until the attempts run out. */
   async #deliverOrGiveUp(turn: Turn, log: Logger, redelivery: boolean, attempt: JobAttempt): Promise<void> {
     try {
-      await this.#deliver(turn, log, redelivery);
+      await this.#deliver(turn, log, redelivery, attempt.signal);
     } catch (error) {
+      if (attempt.signal.aborted) throw error; // handed back: the delivery runs again after the restart
       if (attempt.retryCount + 1 < this.#options.maxDeliveryAttempts) throw error;
       log.error(
         { err: error, attempts: attempt.retryCount + 1 },
@@ -319,12 +337,13 @@ export class Engine implements ConversationEngine {
       case "generate": {
         // Attachments on a new image (Discord's `image` option, files on a Slack mention) are references: the
         // edits endpoint takes them as inputs, and the result starts a new tree (no parent).
-        const references = await this.#referenceInputs(turn);
-        const request = { prompt: turn.prompt, params: turn.params, onPartialImage };
-        const result =
-          references.length > 0
-            ? await this.#provider.edit({ ...request, images: references }, signal)
-            : await this.#provider.generate(request, signal);
+        const result = await this.#result(turn, signal, async () => {
+          const references = await this.#referenceInputs(turn);
+          const request = { prompt: turn.prompt, params: turn.params, onPartialImage };
+          return references.length > 0
+            ? this.#provider.edit({ ...request, images: references }, signal)
+            : this.#provider.generate(request, signal);
+        });
         return this.#outcome(result, null);
       }
       case "edit":
@@ -336,15 +355,14 @@ export class Engine implements ConversationEngine {
             userMessage: "There is no image in this thread to edit yet. Start with /imagine <prompt>.",
           });
         }
-        const images: ImageInput[] = [
-          { bytes: await this.#blobs.get(base.sha256), format: base.format },
-          ...(await this.#referenceInputs(turn)),
-        ];
-        const prompt = turn.kind === "edit" ? turn.prompt : await this.#variationPrompt(turn, base);
-        const result = await this.#provider.edit(
-          { prompt, params: turn.params, images, onPartialImage },
-          signal,
-        );
+        const result = await this.#result(turn, signal, async () => {
+          const images: ImageInput[] = [
+            { bytes: await this.#blobs.get(base.sha256), format: base.format },
+            ...(await this.#referenceInputs(turn)),
+          ];
+          const prompt = turn.kind === "edit" ? turn.prompt : await this.#variationPrompt(turn, base);
+          return this.#provider.edit({ prompt, params: turn.params, images, onPartialImage }, signal);
+        });
         return this.#outcome(result, base.id);
       }
       case "undo": {
@@ -378,23 +396,52 @@ export class Engine implements ConversationEngine {
     );
   }
 
-  async #outcome(result: ImageResult, parentId: string | null): Promise<TurnOutcome> {
+  /**
+   * What the provider returns for this turn: saved by an earlier attempt, or asked for now (waiting for one of
+   * this process's provider slots) and saved at once — the images in the blob store, the rest in the store —
+   * before anything else can fail, so no later failure or interruption buys the image again.
+   */
+  async #result(turn: Turn, signal: AbortSignal, call: () => Promise<ImageResult>): Promise<ResultImages> {
+    const saved = await this.#store.providerResult(turn.id);
+    if (saved) {
+      this.#logger.info({ turnId: turn.id }, "using the provider's result saved by an earlier attempt");
+      const images = await Promise.all(
+        saved.images.map(async (ref) => ({ ...ref, bytes: await this.#blobs.get(ref.sha256) })),
+      );
+      return { ...saved, images };
+    }
+    const result = await this.#providerSlots(() => {
+      signal.throwIfAborted();
+      return call();
+    });
+    if (result.images.length === 0)
+      throw new AppError("provider_unavailable", "provider returned no images", { retryable: true });
+    const images = await Promise.all(
+      result.images.map(async (image) => ({ ...image, sha256: await this.#blobs.put(image.bytes) })),
+    );
+    await this.#store.saveProviderResult(turn.id, {
+      images: images.map(({ sha256, format }) => ({ sha256, format })),
+      usage: result.usage,
+      requestId: result.requestId,
+      revisedPrompt: result.revisedPrompt,
+    });
+    return { images, usage: result.usage, requestId: result.requestId };
+  }
+
+  async #outcome(result: ResultImages, parentId: string | null): Promise<TurnOutcome> {
     const images: NewImage[] = [];
     for (const [index, image] of result.images.entries()) {
       const { width, height } = await sharp(image.bytes).metadata();
-      const sha256 = await this.#blobs.put(image.bytes);
       images.push({
         parentId,
         index,
-        sha256,
+        sha256: image.sha256,
         byteSize: image.bytes.length,
         format: image.format,
         width,
         height,
       });
     }
-    if (images.length === 0)
-      throw new AppError("provider_unavailable", "provider returned no images", { retryable: true });
     return {
       images,
       head: { newImageIndex: 0 },
@@ -418,8 +465,12 @@ export class Engine implements ConversationEngine {
       );
   }
 
-  /** Hands the outcome to the platform; a delivery that throws makes the job run again (delivery only). */
-  async #deliver(turn: Turn, log: Logger, redelivery: boolean): Promise<void> {
+  /**
+   * Hands the outcome to the platform; a delivery that throws makes the job run again (delivery only). When the
+   * attempt is aborted (a shutdown past its grace) it stops waiting at once: whatever the platform call still
+   * does then is found by the next attempt's read-back, since the turn is not marked delivered.
+   */
+  async #deliver(turn: Turn, log: Logger, redelivery: boolean, signal: AbortSignal): Promise<void> {
     const observer = this.#observers.get(platformOf(turn.threadKey));
     if (!observer) {
       log.warn("no adapter for this platform is running here; the result waits in the store");
@@ -428,7 +479,10 @@ export class Engine implements ConversationEngine {
     const thread = await this.#store.getThread(turn.threadKey);
     if (!thread) return;
     const images = await this.#store.getTurnImages(turn.id);
-    await observer.deliver({ type: "finished", turn, thread, images, redelivery });
+    await untilAborted(
+      observer.deliver({ type: "finished", turn, thread, images, redelivery }, signal),
+      signal,
+    );
     await this.#store.markDelivered(turn.id);
     log.info({ status: turn.status, redelivery }, "delivered");
   }
@@ -481,6 +535,29 @@ export class Engine implements ConversationEngine {
     const turns = await this.#store.unfinishedTurns(1000);
     return turns.filter((turn) => platformOf(turn.threadKey) === platform);
   }
+}
+
+/** The promise's outcome, or a rejection as soon as `signal` aborts (the promise then runs on, unwatched). */
+async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  promise.catch(() => {}); // a failure after the abort is the next attempt's to find
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** A provider's result with its images in the blob store. */
+interface ResultImages {
+  images: Array<{ bytes: Buffer; format: OutputFormat; sha256: string }>;
+  usage: UsageEntry[];
+  requestId: string | null;
 }
 
 function noImages(head: { imageId: string }, baseImageId: string | null): TurnOutcome {

@@ -1,5 +1,4 @@
 import type { PGlite } from "@electric-sql/pglite";
-import pLimit from "p-limit";
 import { fromPglite, PgBoss } from "pg-boss";
 import { PLATFORMS, type Platform, platformOf } from "../domain.ts";
 import type { Logger } from "../logger.ts";
@@ -12,7 +11,11 @@ import type { JobAttempt, SqlExecutor, TurnJob, TurnQueue } from "../ports.ts";
 export type TurnJobHandler = (job: TurnJob, attempt: JobAttempt) => Promise<void>;
 
 export interface TurnQueueOptions {
-  /** How many turns this process runs at once (across threads; one thread is always one at a time). */
+  /**
+   * How many turns of each platform this process works at once (one thread is always one at a time). Each
+   * platform has its own workers, so turns stuck delivering to a platform that is down never hold the workers
+   * another platform needs; how many OpenAI calls run at once is the engine's limit.
+   */
   concurrency: number;
   /**
    * A worker that stops heartbeating for this long is presumed dead and its turn runs again. pg-boss's
@@ -44,14 +47,18 @@ const PG_BOSS_RETRY_LIMIT = 20;
 /**
  * Durable per-thread FIFO on pg-boss, in the same database as the store (PGlite in-process, or PostgreSQL).
  * `key_strict_fifo` keyed by thread runs one turn per thread at a time, in order; other threads run in
- * parallel up to `concurrency`. Jobs are sent inside the store's transaction, so a turn and its job exist together.
+ * parallel, up to `concurrency` per platform. Jobs are sent inside the store's transaction, so a turn and its
+ * job exist together.
  */
 export class PgBossTurnQueue implements TurnQueue {
   readonly #boss: PgBoss;
   readonly #options: Required<TurnQueueOptions>;
   readonly #logger: Logger;
-  /** Turns running at once in this process, across all the platforms it works. */
-  readonly #limit: ReturnType<typeof pLimit>;
+  /** Handlers running now, so `stop` can wait for them. */
+  readonly #running = new Set<Promise<void>>();
+  /** Aborted when `stop`'s grace runs out: the turns still running hand themselves back. */
+  readonly #stopping = new AbortController();
+  readonly #working = new Set<Platform>();
   #started = false;
 
   constructor(database: { pglite?: PGlite; url?: string }, options: TurnQueueOptions, logger: Logger) {
@@ -64,7 +71,6 @@ export class PgBossTurnQueue implements TurnQueue {
       ...options,
     };
     this.#logger = logger;
-    this.#limit = pLimit(this.#options.concurrency);
     const maintenance = {
       monitorIntervalSeconds: this.#options.monitorIntervalSeconds,
       superviseIntervalSeconds: this.#options.monitorIntervalSeconds,
@@ -130,11 +136,12 @@ export class PgBossTurnQueue implements TurnQueue {
   }
 
   /**
-   * Runs the turns of these platforms (all by default) with `handler`, at most `concurrency` at once in all.
-   * Each platform's queue gets that many pg-boss workers; the shared limit holds the extra ones back.
+   * Runs the turns of these platforms (all by default) with `handler`, at most `concurrency` of each platform
+   * at once. The handler's signal aborts when the job's claim is lost or when `stop` runs out of grace.
    */
   async work(handler: TurnJobHandler, platforms: readonly Platform[] = PLATFORMS): Promise<void> {
     for (const platform of platforms) {
+      this.#working.add(platform);
       await this.#boss.work<TurnJob>(
         turnQueueName(platform),
         {
@@ -148,11 +155,18 @@ export class PgBossTurnQueue implements TurnQueue {
         async (jobs) => {
           try {
             for (const job of jobs) {
-              await this.#limit(() => {
-                // Shutting down while this job waited its turn: leave it for the next start.
-                if (job.signal.aborted) throw new Error("stopping; the turn runs again after the restart");
-                return handler(job.data, { retryCount: job.retryCount, signal: job.signal });
-              });
+              const signal = AbortSignal.any([job.signal, this.#stopping.signal]);
+              const running = handler(job.data, { retryCount: job.retryCount, signal });
+              const tracked = running.then(
+                () => {},
+                () => {},
+              );
+              this.#running.add(tracked);
+              try {
+                await running;
+              } finally {
+                this.#running.delete(tracked);
+              }
             }
           } finally {
             this.#fetchAgainWhenDone();
@@ -175,10 +189,40 @@ export class PgBossTurnQueue implements TurnQueue {
     }
   }
 
-  /** Stops fetching, waits up to `graceMs` for turns in progress, then closes pg-boss's connections. */
-  async stop(graceMs = 10_000): Promise<void> {
+  /**
+   * Stops fetching; lets the turns in progress finish for up to `graceMs`; then aborts the rest, which hand
+   * themselves back (they run again after a restart), and waits up to `settleMs` for them to save what they
+   * have; then closes pg-boss's connections.
+   */
+  async stop(graceMs = 10_000, settleMs = 15_000): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
-    await this.#boss.stop({ graceful: true, timeout: graceMs, close: true });
+    await Promise.all(
+      [...this.#working].map((platform) => this.#boss.offWork(turnQueueName(platform), { wait: false })),
+    );
+    if (!(await settledWithin(this.#running, graceMs))) {
+      this.#logger.warn({ turns: this.#running.size }, "stopping: handing back the turns still running");
+      this.#stopping.abort(new Error("shutting down; the turn runs again after the restart"));
+      await settledWithin(this.#running, settleMs);
+    }
+    await this.#boss.stop({ graceful: true, timeout: 1_000, close: true });
   }
+}
+
+/** Whether every promise in the set settled within `ms` (the set may change while waiting). */
+async function settledWithin(running: ReadonlySet<Promise<void>>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (running.size > 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(running),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, left);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+  return true;
 }

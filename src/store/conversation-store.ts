@@ -12,6 +12,7 @@ import { AppError } from "../errors.ts";
 import type {
   ConversationStore,
   NewTurn,
+  SavedProviderResult,
   SqlExecutor,
   StoreStats,
   ThreadHistory,
@@ -22,6 +23,7 @@ import { type Db, sqlExecutor, type Tx } from "./database.ts";
 import {
   type ImageRow,
   images,
+  providerResults,
   type ThreadRow,
   type TurnRow,
   threadAliases,
@@ -293,6 +295,20 @@ export class PostgresConversationStore implements ConversationStore {
       if (!terminal) throw new AppError("internal", `turn ${id} does not exist`);
       return toTurn(terminal);
     });
+  }
+
+  async saveProviderResult(turnId: string, result: SavedProviderResult): Promise<void> {
+    await this.#db
+      .insert(providerResults)
+      .values({ turnId, ...result })
+      .onConflictDoNothing({ target: providerResults.turnId });
+  }
+
+  async providerResult(turnId: string): Promise<SavedProviderResult | null> {
+    const [row] = await this.#db.select().from(providerResults).where(eq(providerResults.turnId, turnId));
+    return row
+      ? { images: row.images, usage: row.usage, requestId: row.requestId, revisedPrompt: row.revisedPrompt }
+      : null;
   }
 
   /** Keeps the first delivery time: a re-delivery after a crash does not move it. */

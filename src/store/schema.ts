@@ -21,6 +21,7 @@ import {
   type Platform,
   type TurnKind,
   type TurnStatus,
+  type UsageEntry,
 } from "../domain.ts";
 import type { TurnMessageRole } from "../ports.ts";
 
@@ -174,6 +175,22 @@ export const turnMessages = pgTable(
     check("turn_messages_role_check", sql`${t.role} in (${sqlList(TURN_MESSAGE_ROLES)})`),
   ],
 );
+
+/**
+ * What the provider returned for a turn, saved the moment it answered (its images already in the blob store):
+ * a turn that fails or is interrupted after that (bad bytes, the database, a shutdown) is finished from here on
+ * its next attempt, and the image is never bought twice.
+ */
+export const providerResults = pgTable("provider_results", {
+  turnId: uuid("turn_id")
+    .primaryKey()
+    .references(() => turns.id, { onDelete: "cascade" }),
+  images: jsonb("images").$type<BlobRef[]>().notNull(),
+  usage: jsonb("usage").$type<UsageEntry[]>().notNull(),
+  requestId: text("request_id"),
+  revisedPrompt: text("revised_prompt"),
+  createdAt: createdAt(),
+});
 
 /** One row per model call of a turn (a "think" turn calls the planner and the image model). */
 export const usage = pgTable(

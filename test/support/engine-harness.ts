@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { Engine, type EngineOptions } from "../../src/engine/engine.ts";
-import type { TurnEvent } from "../../src/ports.ts";
+import type { ConversationStore, TurnEvent } from "../../src/ports.ts";
 import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
 import { PgBossTurnQueue } from "../../src/queue/job-queue.ts";
 import { FsBlobStore } from "../../src/store/blob-store.ts";
@@ -37,6 +37,8 @@ export async function startEngineHarness(
     engine?: EngineOptions;
     stream?: boolean;
     openai?: FakeOpenAIOptions;
+    /** Puts something between the engine and the real store (a store that fails at a chosen moment). */
+    wrapStore?: (store: ConversationStore) => ConversationStore;
   } = {},
 ): Promise<EngineHarness> {
   const fake = await startFakeOpenAI(options.openai);
@@ -60,7 +62,15 @@ export async function startEngineHarness(
     logger,
   );
   await queue.start();
-  const engine = new Engine({ store, blobs, provider, queue, logger, options: options.engine });
+  const engine = new Engine({
+    store: options.wrapStore ? options.wrapStore(store) : store,
+    blobs,
+    provider,
+    queue,
+    logger,
+    // As in the app: WORKER_CONCURRENCY sets both each platform's workers and the provider calls at once.
+    options: { providerConcurrency: options.concurrency ?? 4, ...options.engine },
+  });
 
   const events: TurnEvent[] = [];
   const waiters = new Map<string, Array<(event: Finished) => void>>();
