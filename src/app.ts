@@ -1,7 +1,7 @@
 import path from "node:path";
 import { sql } from "drizzle-orm";
 import type { Config } from "./config.ts";
-import type { Platform } from "./domain.ts";
+import { PLATFORMS, type Platform } from "./domain.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { type HttpRoute, operationalRoutes } from "./http/http-server.ts";
 import type { Logger } from "./logger.ts";
@@ -36,6 +36,8 @@ export interface AppOverrides {
   provider?: ImageProvider;
   queue?: Partial<TurnQueueOptions>;
   engine?: EngineOptions;
+  /** How often the workers look for late deliveries that are due; every minute by default. */
+  lateDeliverySweepMs?: number;
 }
 
 /**
@@ -75,16 +77,31 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     });
 
     let stopped = false;
+    let sweeper: NodeJS.Timeout | undefined;
+    const stopSweeping = () => clearInterval(sweeper);
     return {
       engine,
       store,
       database,
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
-      startWorkers: (platforms) => queue.work((job, attempt) => engine.runTurn(job, attempt), platforms),
-      stopWorkers: (graceMs) => queue.stop(graceMs),
+      async startWorkers(platforms = PLATFORMS) {
+        await queue.work((job, attempt) => engine.runTurn(job, attempt), platforms);
+        // Results a platform could not take for long (it was down) go out once it answers again.
+        sweeper = setInterval(() => {
+          engine
+            .retryLateDeliveries(platforms)
+            .catch((error: unknown) => logger.warn({ err: error }, "late delivery sweep failed"));
+        }, overrides.lateDeliverySweepMs ?? 60_000);
+        sweeper.unref();
+      },
+      async stopWorkers(graceMs) {
+        stopSweeping();
+        await queue.stop(graceMs);
+      },
       async stop() {
         if (stopped) return;
         stopped = true;
+        stopSweeping();
         await queue.stop();
         await database.close();
       },

@@ -98,6 +98,10 @@ export interface Turn {
   startedAt: Date | null;
   finishedAt: Date | null;
   deliveredAt: Date | null;
+  /** Delivery attempts that failed (the platform down, a timeout); provider retries are counted in `attempts`. */
+  deliveryAttempts: number;
+  /** When the quick delivery retries ran out; the turn is then retried slowly until it goes out, late. */
+  deliveryLateAt: Date | null;
 }
 
 export interface ImageRecord {

@@ -67,6 +67,8 @@ export type TurnEvent =
        * should check what is there before posting again.
        */
       redelivery: boolean;
+      /** True when the quick delivery retries ran out earlier (the platform was down): say it arrives late. */
+      late: boolean;
     };
 
 export type ProgressEvent = Exclude<TurnEvent, { type: "finished" }>;
@@ -255,6 +257,8 @@ export interface StoreStats {
   turnsByStatus: Record<TurnStatus, number>;
   images: number;
   costUsd: number;
+  /** Finished turns whose delivery ran out of quick retries and has not gone out yet. */
+  lateDeliveries: number;
 }
 
 /** Threads: their keys and aliases, the adapter's facts about each, and their history. */
@@ -303,6 +307,12 @@ export interface TurnStore {
   saveProviderResult(turnId: string, result: SavedProviderResult): Promise<void>;
   providerResult(turnId: string): Promise<SavedProviderResult | null>;
   markDelivered(id: string): Promise<void>;
+  /** Counts a failed delivery attempt; returns how many have failed. */
+  recordDeliveryFailure(id: string): Promise<number>;
+  /** The quick retries ran out: the turn is late, and its delivery is tried again from `retryAt`. */
+  deferDelivery(id: string, retryAt: Date): Promise<void>;
+  /** Late deliveries of these platforms that are due, each claimed until `nextRetryAt` (see the store). */
+  claimDueDeliveries(platforms: readonly Platform[], nextRetryAt: Date, limit: number): Promise<Turn[]>;
   /** Turns left queued or running (e.g. by a crash), oldest first; only that thread's when `threadKey` is given. */
   unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]>;
   getImage(id: string): Promise<ImageRecord | null>;

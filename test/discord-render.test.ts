@@ -16,9 +16,10 @@ import {
   resultContent,
   threadName,
   turnNonce,
+  withLateNote,
 } from "../adapters/discord/render.ts";
 import { ASPECT_CHOICES, imagineCommand } from "../adapters/discord/setup.ts";
-import { statusText } from "../adapters/shared/render.ts";
+import { LATE_NOTE, statusText } from "../adapters/shared/render.ts";
 import { DEFAULT_PARAMS, type ImageRecord, imageFileName, type Turn } from "../src/domain.ts";
 import { imageRecord, turnRecord } from "./support/records.ts";
 
@@ -129,6 +130,13 @@ describe("buttons", () => {
 });
 
 describe("text", () => {
+  it("a late result says so on top, and still fits Discord's limit", () => {
+    expect(withLateNote("**v2** · done")).toBe(`-# ${LATE_NOTE}\n**v2** · done`);
+    const long = withLateNote("x".repeat(MAX_CONTENT));
+    expect([...long]).toHaveLength(MAX_CONTENT);
+    expect(long.startsWith(`-# ${LATE_NOTE}`)).toBe(true);
+  });
+
   it("status lines", () => {
     expect(statusText({ state: "queued", position: 0 })).toBe("⏳ Queued");
     expect(statusText({ state: "queued", position: 2 })).toBe("⏳ Queued — 2 ahead in this thread");

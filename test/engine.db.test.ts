@@ -405,6 +405,57 @@ describe("a platform that cannot take deliveries", () => {
   });
 });
 
+describe("late deliveries", () => {
+  it("a result the platform could not take for long is retried slowly and goes out, marked late", {
+    timeout: 30_000,
+  }, async () => {
+    const g = await startEngineHarness({ engine: { maxDeliveryAttempts: 2, lateDeliveryRetryMs: 200 } });
+    try {
+      let down = true;
+      const delivered: Array<{ late: boolean }> = [];
+      g.engine.observe("slack", {
+        async deliver(event) {
+          if (down) throw new Error("Slack is down");
+          delivered.push(event);
+        },
+      });
+      const { turn } = await g.engine.submit({
+        threadKey: `slack:T1:C1:${process.pid}.000200`,
+        kind: "generate",
+        prompt: "a postcard from the beach",
+        userId: "U1",
+      });
+      const stored = () => g.store.getTurn(turn.id);
+      await expect
+        .poll(async () => (await stored())?.deliveryLateAt, { timeout: 15_000 })
+        .toBeInstanceOf(Date);
+      expect(await stored()).toMatchObject({ status: "succeeded", attempts: 1, deliveryAttempts: 2 });
+      expect((await g.store.stats()).lateDeliveries).toBe(1);
+      expect(await g.engine.retryLateDeliveries(["slack"])).toBe(0); // not due yet
+
+      // Still down when the slow retry comes: tried once more, still late.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await g.engine.retryLateDeliveries(["discord"])).toBe(0); // another platform's sweep leaves it
+      expect(await g.engine.retryLateDeliveries(["slack"])).toBe(1);
+      await expect.poll(async () => (await stored())?.deliveryAttempts, { timeout: 10_000 }).toBe(3);
+
+      // Back up: the next slow retry delivers it, saying it is late; the image was drawn once.
+      down = false;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await g.engine.retryLateDeliveries(["slack"])).toBe(1);
+      await expect.poll(() => delivered.length, { timeout: 10_000 }).toBe(1);
+      expect(delivered[0]?.late).toBe(true);
+      await expect.poll(async () => (await stored())?.deliveredAt, { timeout: 5_000 }).toBeInstanceOf(Date);
+      expect(g.fake.requests).toHaveLength(1);
+      expect((await g.store.stats()).lateDeliveries).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await g.engine.retryLateDeliveries(["slack"])).toBe(0); // delivered: never swept again
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 describe("after the provider answered", () => {
   it("a failure before the turn is stored finishes it from the saved result: the image is not bought again", {
     timeout: 30_000,

@@ -54,6 +54,7 @@ it("GET /metrics reports turns by status in Prometheus text format", async () =>
   expect(body).toContain('threadcanvas_turns{status="succeeded"} 0');
   expect(body).toContain("threadcanvas_images 0");
   expect(body).toContain("threadcanvas_cost_usd_total 0");
+  expect(body).toContain("threadcanvas_deliveries_late 0");
 });
 
 it("anything else is 404", async () => {

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { statusText } from "../adapters/shared/render.ts";
+import { LATE_NOTE, statusText } from "../adapters/shared/render.ts";
 import {
   ACTION_IDS,
   decodeButtonValue,
@@ -9,6 +9,7 @@ import {
   escapeMrkdwn,
   resultMessage,
   rootMessage,
+  withLateNote,
 } from "../adapters/slack/render.ts";
 import { slackManifest } from "../adapters/slack/setup.ts";
 import type { ImageRecord, Thread, Turn } from "../src/domain.ts";
@@ -89,6 +90,15 @@ describe("slack rendering", () => {
       /Retrying in 2 s/,
     );
     expect(statusText({ state: "failed", reason: "Blocked by the safety system." })).toMatch(/safety/);
+  });
+
+  it("a late result says so on top, in its text and its blocks", () => {
+    const late = withLateNote(resultMessage(thread, turnRecord({ seq: 2 }), [imageRecord({ index: 0 })]));
+    expect(late.text).toMatch(/^⏱ Arriving late.*\nVersion 2/s);
+    expect(late.blocks[0]).toEqual({ type: "context", elements: [{ type: "mrkdwn", text: LATE_NOTE }] });
+    const onTime = resultMessage(thread, turnRecord({ seq: 2 }), [imageRecord({ index: 0 })]);
+    expect(late.blocks.slice(1)).toHaveLength(onTime.blocks.length);
+    expect(withLateNote({ text: "✖ Edit failed" })).toEqual({ text: `${LATE_NOTE}\n✖ Edit failed` });
   });
 
   it("the manifest asks for what the adapter uses", () => {

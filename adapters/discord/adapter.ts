@@ -1,7 +1,7 @@
 import { Client, Events } from "discord.js";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { INTENTS, NO_MENTIONS } from "./client.ts";
+import { INTENTS, NO_MENTIONS, REST_POLICY } from "./client.ts";
 import { DiscordDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
 import { AcknowledgementGates, DiscordInbound } from "./inbound.ts";
@@ -44,7 +44,7 @@ export class DiscordAdapter {
     });
     this.client = new Client({
       intents: INTENTS,
-      rest: options.apiUrl ? { api: options.apiUrl } : {},
+      rest: { ...(options.apiUrl ? { api: options.apiUrl } : {}), ...REST_POLICY },
       allowedMentions: NO_MENTIONS,
     });
     const threads = new DiscordThreads(this.client, options.engine);

@@ -26,6 +26,14 @@ export const INTENTS = [
   GatewayIntentBits.MessageContent,
 ];
 
+/**
+ * Every REST call gives up after 15 s and is tried at most three times in all on a timeout or a 5xx (rate limits
+ * are waited out by discord.js as Discord says). A retried create cannot show twice: every message the bot
+ * creates carries a nonce with `enforce_nonce`, so Discord returns the first one; edits, thread starts and
+ * interaction responses are safe to repeat (a repeat is refused as already done, which the adapter expects).
+ */
+export const REST_POLICY = { timeout: 15_000, retries: 2 };
+
 /** Prompts may contain @everyone or role mentions: nothing we post pings anyone. */
 export const NO_MENTIONS: MessageMentionOptions = { parse: [], repliedUser: false };
 

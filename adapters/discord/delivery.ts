@@ -35,6 +35,7 @@ import {
   resultContent,
   STALE_REPLY_CONTENT,
   turnNonce,
+  withLateNote,
 } from "./render.ts";
 import {
   type DiscordThreadMeta,
@@ -350,12 +351,18 @@ export class DiscordDelivery {
     }
   }
 
+  /** What the message showing a finished turn should say and carry; late ones say so on top. */
   async #finalBody(
     event: FinishedEvent,
     meta: DiscordThreadMeta,
     hint: "thread" | "reply",
     limit = this.#uploadLimit(meta),
   ): Promise<FinalBody> {
+    const body = await this.#onTimeBody(event, hint, limit);
+    return event.late ? { ...body, content: withLateNote(body.content) } : body;
+  }
+
+  async #onTimeBody(event: FinishedEvent, hint: "thread" | "reply", limit: number): Promise<FinalBody> {
     const { turn, thread, images } = event;
     const none = { files: [], sizes: [], allowedMentions: NO_MENTIONS };
     if (turn.status !== "succeeded") return { ...none, content: failureContent(turn), components: [] };

@@ -2,7 +2,7 @@ import sharp from "sharp";
 import type { OutputFormat } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 import type { ImageInput } from "../../src/ports.ts";
-import { checkAttachedImage, fileHosts, readCapped } from "../shared/files.ts";
+import { checkAttachedImage, download, fileHosts, readCapped } from "../shared/files.ts";
 import type { DiscordFile } from "./client.ts";
 
 /**
@@ -35,19 +35,22 @@ export function checkAttachment(file: DiscordFile, options: DownloadOptions): Ou
  */
 export async function downloadAttachment(file: DiscordFile, options: DownloadOptions): Promise<ImageInput> {
   const format = checkAttachment(file, options);
-  const response = await fetch(file.url, { redirect: "error" }).catch((error: unknown) => {
+  const bytes = await download(file.url, { redirect: "error" }, file.name, async (response) => {
+    if (response.status !== 200) {
+      await response.body?.cancel();
+      throw new AppError("unsupported_attachment", `${file.name}: HTTP ${response.status}`, {
+        userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
+      });
+    }
+    return readCapped(response, file.name, options.maxBytes);
+  }).catch((error: unknown) => {
+    if (error instanceof AppError) throw error;
     throw new AppError("unsupported_attachment", `${file.name}: download failed`, {
       userMessage: `I couldn't download ${file.name} from Discord. Please try again.`,
       cause: error,
     });
   });
-  if (response.status !== 200) {
-    await response.body?.cancel();
-    throw new AppError("unsupported_attachment", `${file.name}: HTTP ${response.status}`, {
-      userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
-    });
-  }
-  return { bytes: await readCapped(response, file.name, options.maxBytes), format };
+  return { bytes, format };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -415,6 +415,9 @@ export class DiscordInbound {
         content: `✖ ${userMessage(error, this.#log, "message")}`,
         reply: { messageReference: message.id, failIfNotExists: false },
         allowedMentions: NO_MENTIONS,
+        // One answer per message, even when the REST client sends it again after a timeout.
+        nonce: `e${message.id}`.slice(0, 25),
+        enforceNonce: true,
       })
       .catch(async (sendError: unknown) => {
         if (isPermissionError(sendError))

@@ -2,7 +2,14 @@ import { ButtonStyle, ComponentType, escapeMarkdown } from "discord.js";
 import { fileExtension, type ImageRecord, type OutputFormat, type Turn } from "../../src/domain.ts";
 import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
-import { failureReason, oneLine, type StatusLine, statusText, truncate } from "../shared/render.ts";
+import {
+  failureReason,
+  LATE_NOTE,
+  oneLine,
+  type StatusLine,
+  statusText,
+  truncate,
+} from "../shared/render.ts";
 
 /**
  * Pure rendering for Discord: engine state in, message contents and components out. No I/O, so every shape here
@@ -212,6 +219,11 @@ export function headMovedContent(turn: Turn, head: { seq: number; index: number 
       ? `↩️ Undone — back to ${version}. The next message edits it.`
       : `👉 Using ${version} — the next message edits it.`;
   return clamp(`${what} <@${turn.userId}>`);
+}
+
+/** A closing message with the late note on top. */
+export function withLateNote(content: string): string {
+  return clamp(`-# ${LATE_NOTE}\n${content}`);
 }
 
 /** A failed turn, in plain words. */

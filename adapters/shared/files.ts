@@ -1,3 +1,4 @@
+import pLimit from "p-limit";
 import type { OutputFormat } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 
@@ -71,6 +72,36 @@ function attachmentTooLarge(name: string, maxBytes: number): AppError {
   const mb = Math.floor(maxBytes / (1024 * 1024));
   return new AppError("attachment_too_large", `${name} is over ${maxBytes} bytes`, {
     userMessage: `${name} is too large; images up to ${mb} MB work.`,
+  });
+}
+
+/** How long one attachment may take to download, headers and body. */
+const DOWNLOAD_TIMEOUT_MS = 30_000;
+/** Attachments this process downloads at once, whatever the platform: what it holds in memory stays bounded. */
+const downloads = pLimit(4);
+
+/**
+ * Fetches an attachment and reads its response with `read`, within the time limit and one of the process's
+ * download slots; a download that runs out of time is refused with a message, not left hanging.
+ */
+export function download<T>(
+  url: URL | string,
+  init: RequestInit,
+  name: string,
+  read: (response: Response) => Promise<T>,
+  timeoutMs = DOWNLOAD_TIMEOUT_MS,
+): Promise<T> {
+  return downloads(async () => {
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      return await read(await fetch(url, { ...init, signal }));
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      throw new AppError("unsupported_attachment", `${name}: download timed out`, {
+        userMessage: `I couldn't download ${name} in time. Please try again.`,
+        cause: error,
+      });
+    }
   });
 }
 

@@ -44,6 +44,9 @@ export function progressStatus(event: ProgressEvent): StatusLine {
   }
 }
 
+/** Above a result (or a failure) that could not be delivered when it was ready: the platform was down. */
+export const LATE_NOTE = "⏱ Arriving late: this was ready earlier, but I could not post it until now.";
+
 /** Why a turn failed, in the words the engine recorded for people. */
 export function failureReason(turn: Pick<Turn, "errorMessage">): string {
   return turn.errorMessage ?? "something went wrong.";

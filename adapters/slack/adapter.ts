@@ -2,7 +2,7 @@ import { Server } from "node:http";
 import type { App } from "@slack/bolt";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { createBoltApp, type SlackConnection } from "./client.ts";
+import { createBoltApp, createPostingClient, type SlackConnection } from "./client.ts";
 import { SlackDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
 import { registerSlackInbound } from "./inbound.ts";
@@ -36,8 +36,10 @@ export class SlackAdapter {
     this.#options = options;
     this.#log = options.logger.child({ adapter: "slack" });
     this.app = createBoltApp(options, this.#log);
+    const posts = createPostingClient(options, this.#log);
     const shared = {
       client: this.app.client,
+      posts,
       engine: options.engine,
       logger: this.#log,
       botUserId: () => this.#botUserId,
@@ -45,6 +47,7 @@ export class SlackAdapter {
     const threads = new SlackThreads(shared);
     const delivery = new SlackDelivery({ ...shared, threads });
     registerSlackInbound(this.app, {
+      posts,
       engine: options.engine,
       threads,
       delivery,

@@ -1,9 +1,9 @@
-import type { WebClient } from "@slack/web-api";
+import type { ChatPostMessageArguments, WebClient } from "@slack/web-api";
 import { imageFileName, type Turn } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, FinishedEvent, ProgressEvent } from "../../src/ports.ts";
 import { progressStatus, type StatusLine } from "../shared/render.ts";
-import { allMessages } from "./client.ts";
+import { allMessages, post } from "./client.ts";
 import {
   failureMessage,
   headMovedMessage,
@@ -12,6 +12,7 @@ import {
   TURN_EVENT_TYPE,
   turnMetadata,
   turnStatusMessage,
+  withLateNote,
 } from "./render.ts";
 import type { RootedMeta, SlackThreads } from "./threads.ts";
 
@@ -23,6 +24,7 @@ import type { RootedMeta, SlackThreads } from "./threads.ts";
  */
 export class SlackDelivery {
   readonly #client: WebClient;
+  readonly #posts: WebClient;
   readonly #engine: ConversationEngine;
   readonly #threads: SlackThreads;
   readonly #log: Logger;
@@ -31,13 +33,17 @@ export class SlackDelivery {
   readonly #statusPosts = new Map<string, Promise<void>>();
 
   constructor(deps: {
+    /** Reads and edits (the Bolt app's client). */
     client: WebClient;
+    /** Posts, never retried by the SDK (`client.ts`). */
+    posts: WebClient;
     engine: ConversationEngine;
     threads: SlackThreads;
     logger: Logger;
     botUserId: () => string | undefined;
   }) {
     this.#client = deps.client;
+    this.#posts = deps.posts;
     this.#engine = deps.engine;
     this.#threads = deps.threads;
     this.#log = deps.logger;
@@ -60,11 +66,13 @@ export class SlackDelivery {
   async #postStatus(turn: Turn, position: number): Promise<void> {
     const meta = await this.#threads.rooted(turn.threadKey);
     if (!meta) return;
-    const posted = await this.#client.chat.postMessage({
-      channel: meta.channel,
-      thread_ts: meta.rootTs,
-      ...turnStatusMessage(turn, { state: "queued", position }),
-    });
+    const posted = await post(() =>
+      this.#posts.chat.postMessage({
+        channel: meta.channel,
+        thread_ts: meta.rootTs,
+        ...turnStatusMessage(turn, { state: "queued", position }),
+      }),
+    );
     await this.#engine.saveTurnMessage(turn.id, "status", String(posted.ts));
   }
 
@@ -78,20 +86,25 @@ export class SlackDelivery {
    * turn's metadata, then updates the status line. A redelivery first reads the thread back and skips what is
    * already there, so a crash anywhere in here ends with each image and each message posted once.
    */
-  async deliver({ turn, thread, images, redelivery }: FinishedEvent, signal?: AbortSignal): Promise<void> {
+  async deliver(
+    { turn, thread, images, redelivery, late }: FinishedEvent,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const meta = await this.#threads.rooted(thread.key);
     if (!meta) return;
     const inThread = { channel: meta.channel, thread_ts: meta.rootTs, metadata: turnMetadata(turn) };
+    const closing = <M extends { text: string; blocks?: unknown[] }>(message: M) =>
+      this.#postInThread({ ...inThread, ...(late ? withLateNote(message) : message) }, signal);
     const already = redelivery
       ? await this.#alreadyPosted(meta, turn)
       : { files: new Set<string>(), closed: false };
     if (turn.status !== "succeeded") {
-      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: failureMessage(turn) });
+      if (!already.closed) await closing({ text: failureMessage(turn) });
       await this.#updateStatus(turn, { state: "failed", reason: turn.errorMessage ?? "failed" });
       return;
     }
     if (images.length === 0) {
-      if (!already.closed) await this.#client.chat.postMessage({ ...inThread, text: headMovedMessage(turn) });
+      if (!already.closed) await closing({ text: headMovedMessage(turn) });
       await this.#updateStatus(turn, { state: "done", images: 0 });
       return;
     }
@@ -100,23 +113,31 @@ export class SlackDelivery {
     );
     if (missing.length > 0) {
       const origin = turn.prompt || thread.title;
-      await this.#client.files.uploadV2({
-        channel_id: meta.channel,
-        thread_ts: meta.rootTs,
-        file_uploads: await Promise.all(
-          missing.map(async (image) => ({
-            file: await this.#engine.imageBytes(image),
-            filename: imageFileName(turn.seq, image.index, image.format),
-            title: imageFileName(turn.seq, image.index, image.format),
-            alt_text: origin.slice(0, 1000),
-          })),
-        ),
-      });
+      const files = await Promise.all(
+        missing.map(async (image) => ({
+          file: await this.#engine.imageBytes(image),
+          filename: imageFileName(turn.seq, image.index, image.format),
+          title: imageFileName(turn.seq, image.index, image.format),
+          alt_text: origin.slice(0, 1000),
+        })),
+      );
+      await post(
+        () =>
+          this.#posts.files.uploadV2({
+            channel_id: meta.channel,
+            thread_ts: meta.rootTs,
+            file_uploads: files,
+          }),
+        signal,
+      );
     }
     signal?.throwIfAborted(); // handed back between the upload and the closing message: the read-back resumes here
-    if (!already.closed)
-      await this.#client.chat.postMessage({ ...inThread, ...resultMessage(thread, turn, images) });
+    if (!already.closed) await closing(resultMessage(thread, turn, images));
     await this.#updateStatus(turn, { state: "done", images: images.length });
+  }
+
+  #postInThread(message: ChatPostMessageArguments, signal: AbortSignal | undefined) {
+    return post(() => this.#posts.chat.postMessage(message), signal);
   }
 
   /**

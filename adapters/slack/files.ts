@@ -1,4 +1,10 @@
-import { checkAttachedImage, fileHosts, readCapped, unsupportedAttachment } from "../shared/files.ts";
+import {
+  checkAttachedImage,
+  download,
+  fileHosts,
+  readCapped,
+  unsupportedAttachment,
+} from "../shared/files.ts";
 
 /** What Slack puts in `event.files[]` (the fields we use). */
 export interface SlackFile {
@@ -32,17 +38,16 @@ export async function downloadSlackImage(file: SlackFile, options: DownloadOptio
     { name, mimeType: file.mimetype, size: file.size, url: file.url_private_download ?? file.url_private },
     { ...options, platform: "Slack" },
   );
-  const response = await fetch(url, {
-    headers: { authorization: `Bearer ${options.botToken}` },
-    redirect: "manual",
+  const init = { headers: { authorization: `Bearer ${options.botToken}` }, redirect: "manual" as const };
+  return download(url, init, name, async (response) => {
+    const type = response.headers.get("content-type") ?? "";
+    if (response.status !== 200 || type.startsWith("text/html")) {
+      await response.body?.cancel();
+      throw unsupportedAttachment(
+        name,
+        "Slack did not let me download it (is the app allowed to read files here?).",
+      );
+    }
+    return readCapped(response, name, options.maxBytes);
   });
-  const type = response.headers.get("content-type") ?? "";
-  if (response.status !== 200 || type.startsWith("text/html")) {
-    await response.body?.cancel();
-    throw unsupportedAttachment(
-      name,
-      "Slack did not let me download it (is the app allowed to read files here?).",
-    );
-  }
-  return readCapped(response, name, options.maxBytes);
 }

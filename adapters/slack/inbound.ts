@@ -1,10 +1,12 @@
 import type { App } from "@slack/bolt";
+import type { WebClient } from "@slack/web-api";
 import type { ThreadKey } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
 import { buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
+import { post, respondPrivately } from "./client.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
 import { buttonActionOf, decodeButtonValue } from "./render.ts";
@@ -24,6 +26,8 @@ import {
  */
 
 export interface SlackInboundOptions {
+  /** Posts, never retried by the SDK (`client.ts`). */
+  posts: WebClient;
   engine: ConversationEngine;
   threads: SlackThreads;
   delivery: SlackDelivery;
@@ -55,7 +59,7 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
   const { engine, threads, delivery } = options;
   const log = options.logger;
   const guardMs = options.ackGuardMs;
-  const client = app.client;
+  const posts = options.posts;
 
   /** Submits, then shows the new turn's status line in its thread. */
   const submitAndShow = async (intent: Intent): Promise<void> => {
@@ -89,18 +93,18 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
         newThread: request.newThread,
       });
     } catch (error) {
-      await client.chat
-        .postEphemeral({
+      await post(() =>
+        posts.chat.postEphemeral({
           channel: request.channel,
           user: request.user,
           thread_ts: request.kind === "edit" ? (request.threadTs ?? undefined) : undefined,
           text: `✖ ${userMessage(error, log, "message")}`,
-        })
-        .catch((postError: unknown) => log.warn({ err: postError }, "could not post ephemeral error"));
+        }),
+      ).catch((postError: unknown) => log.warn({ err: postError }, "could not post ephemeral error"));
     }
   };
 
-  app.command("/imagine", async ({ command, ack, respond }) => {
+  app.command("/imagine", async ({ command, ack }) => {
     let parsed: ReturnType<typeof parseImagineText>;
     try {
       parsed = parseImagineText(command.text);
@@ -134,9 +138,9 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
       refuse: (error) => ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` }),
       acknowledge: () => ack(),
       explainLate: (error) =>
-        respond({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` })
-          .then(() => {})
-          .catch((failure: unknown) => log.warn({ err: failure }, "could not explain a failed command")),
+        respondPrivately(command.response_url, `✖ ${userMessage(error, log, "imagine")}`).catch(
+          (failure: unknown) => log.warn({ err: failure }, "could not explain a failed command"),
+        ),
     });
     // Over HTTP the acknowledgement is sent only when this handler returns: nothing after it is awaited here.
     // The root message follows the acknowledgement; if this process dies first, the worker posts it.
@@ -197,19 +201,19 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
     });
   });
 
-  app.action(/^tc_/, async ({ action, ack, body, respond }) => {
+  app.action(/^tc_/, async ({ action, ack, body }) => {
     const actionId = (action as { action_id: string }).action_id;
     const value = decodeButtonValue((action as { value?: string }).value);
     const buttonAction = buttonActionOf(actionId);
     if (!value || !buttonAction) return await ack();
-    const explain = (error: unknown) =>
-      respond({
-        response_type: "ephemeral",
-        replace_original: false,
-        text: `✖ ${userMessage(error, log, actionId)}`,
-      })
-        .then(() => {})
-        .catch((failure: unknown) => log.warn({ err: failure }, "could not explain a failed click"));
+    const responseUrl = (body as { response_url?: string }).response_url;
+    const explain = async (error: unknown) => {
+      const text = `✖ ${userMessage(error, log, actionId)}`;
+      if (!responseUrl) return;
+      await respondPrivately(responseUrl, text, { keepOriginal: true }).catch((failure: unknown) =>
+        log.warn({ err: failure }, "could not explain a failed click"),
+      );
+    };
     const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
     const recording = (async () => {
       // The image decides the thread (a value's `t` names it too, for buttons posted by older versions).

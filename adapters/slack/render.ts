@@ -1,7 +1,7 @@
 import type { ImageParams, ImageRecord, Thread, Turn } from "../../src/domain.ts";
 import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
-import { failureReason, type StatusLine, statusText, truncate } from "../shared/render.ts";
+import { failureReason, LATE_NOTE, type StatusLine, statusText, truncate } from "../shared/render.ts";
 
 /**
  * Pure rendering for Slack: engine state in, message text and Block Kit out. No I/O, so every shape here is
@@ -139,6 +139,16 @@ export const TURN_EVENT_TYPE = "threadcanvas_turn";
 
 export function turnMetadata(turn: Turn) {
   return { event_type: TURN_EVENT_TYPE, event_payload: { turn_id: turn.id } };
+}
+
+/** A closing message with the late note on top (text, and a context block when it has blocks). */
+export function withLateNote<M extends { text: string; blocks?: unknown[] }>(message: M): M {
+  const note = { type: "context", elements: [{ type: "mrkdwn", text: LATE_NOTE }] };
+  return {
+    ...message,
+    text: `${LATE_NOTE}\n${message.text}`,
+    ...(message.blocks ? { blocks: [note, ...message.blocks] } : {}),
+  };
 }
 
 export function headMovedMessage(turn: Turn): string {

@@ -2,7 +2,7 @@ import type { WebClient } from "@slack/web-api";
 import type { ImageParams, Thread, ThreadKey } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { allMessages } from "./client.ts";
+import { allMessages, post } from "./client.ts";
 import { rootMessage } from "./render.ts";
 
 /**
@@ -72,6 +72,7 @@ const ROOT_EVENT_TYPE = "threadcanvas_root";
  */
 export class SlackThreads {
   readonly #client: WebClient;
+  readonly #posts: WebClient;
   readonly #engine: ConversationEngine;
   readonly #log: Logger;
   readonly #botUserId: () => string | undefined;
@@ -79,12 +80,16 @@ export class SlackThreads {
   readonly #rootPosts = new Map<string, Promise<RootedMeta | null>>();
 
   constructor(deps: {
+    /** Reads (the Bolt app's client). */
     client: WebClient;
+    /** Posts, never retried by the SDK (`client.ts`). */
+    posts: WebClient;
     engine: ConversationEngine;
     logger: Logger;
     botUserId: () => string | undefined;
   }) {
     this.#client = deps.client;
+    this.#posts = deps.posts;
     this.#engine = deps.engine;
     this.#log = deps.logger;
     this.#botUserId = deps.botUserId;
@@ -138,11 +143,13 @@ export class SlackThreads {
   }
 
   async #sendRoot(threadKey: ThreadKey, root: NewRoot): Promise<string> {
-    const posted = await this.#client.chat.postMessage({
-      channel: root.channel,
-      ...rootMessage(root, { state: "queued", position: 0 }),
-      metadata: { event_type: ROOT_EVENT_TYPE, event_payload: { thread_key: threadKey } },
-    });
+    const posted = await post(() =>
+      this.#posts.chat.postMessage({
+        channel: root.channel,
+        ...rootMessage(root, { state: "queued", position: 0 }),
+        metadata: { event_type: ROOT_EVENT_TYPE, event_payload: { thread_key: threadKey } },
+      }),
+    );
     return String(posted.ts);
   }
 

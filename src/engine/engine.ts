@@ -48,11 +48,12 @@ export interface EngineOptions {
   maxReferenceImages?: number;
   maxReferenceBytes?: number;
   /**
-   * Job attempts (the first included) after which a delivery that keeps failing (the platform down for long) is
-   * given up: the outcome stays in the store, undelivered, and the job completes so the thread's later turns
-   * are not held behind it forever. Keep it below the queue's own retry limit.
+   * Failed delivery attempts after which a turn is late (the platform down for long): the outcome stays in the
+   * store, the job completes so the thread's later turns are not held behind it, and the delivery is retried
+   * every `lateDeliveryRetryMs`. Keep it below the queue's own retry limit.
    */
   maxDeliveryAttempts?: number;
+  lateDeliveryRetryMs?: number;
 }
 
 const CRASH_LOOP_MESSAGE =
@@ -100,6 +101,7 @@ export class Engine implements ConversationEngine {
       maxReferenceImages: 15,
       maxReferenceBytes: 50 * 1024 * 1024,
       maxDeliveryAttempts: 15,
+      lateDeliveryRetryMs: 5 * 60_000,
       ...deps.options,
     };
     this.#providerSlots = pLimit(this.#options.providerConcurrency);
@@ -314,17 +316,37 @@ export class Engine implements ConversationEngine {
   }
 
   /** Delivery failures go back to the queue (the next attempt is a redelivery) until the attempts run out. */
+  /**
+   * Delivery failures go back to the queue (the next attempt is a redelivery), counted apart from the provider's
+   * attempts. When `maxDeliveryAttempts` have failed, the turn is late: its job completes so the thread's next
+   * turns can run, and `retryLateDeliveries` tries it again every `lateDeliveryRetryMs` until it goes out.
+   */
   async #deliverOrGiveUp(turn: Turn, log: Logger, redelivery: boolean, attempt: JobAttempt): Promise<void> {
     try {
       await this.#deliver(turn, log, redelivery, attempt.signal);
     } catch (error) {
       if (attempt.signal.aborted) throw error; // handed back: the delivery runs again after the restart
-      if (attempt.retryCount + 1 < this.#options.maxDeliveryAttempts) throw error;
+      const failed = await this.#store.recordDeliveryFailure(turn.id);
+      if (failed < this.#options.maxDeliveryAttempts) throw error;
+      const retryAt = new Date(Date.now() + this.#options.lateDeliveryRetryMs);
+      await this.#store.deferDelivery(turn.id, retryAt);
       log.error(
-        { err: error, attempts: attempt.retryCount + 1 },
-        "delivery keeps failing; giving up so the thread's next turns can run (the result stays in the store)",
+        { err: error, deliveryAttempts: failed, retryAt },
+        "delivery keeps failing; the result waits in the store and is retried slowly until it goes out",
       );
     }
+  }
+
+  /**
+   * The late deliveries of these platforms that are due go back on the queue (behind their thread's turns), each
+   * claimed so that processes sweeping at once do not both take it. Called on a timer by the workers' process.
+   */
+  async retryLateDeliveries(platforms: readonly Platform[]): Promise<number> {
+    const nextRetryAt = new Date(Date.now() + this.#options.lateDeliveryRetryMs);
+    const due = await this.#store.claimDueDeliveries(platforms, nextRetryAt, 100);
+    for (const turn of due) await this.#queue.enqueue({ turnId: turn.id, threadKey: turn.threadKey });
+    if (due.length > 0) this.#logger.info({ turns: due.length }, "retrying late deliveries");
+    return due.length;
   }
 
   async #execute(turn: Turn, signal: AbortSignal): Promise<TurnOutcome> {
@@ -479,12 +501,13 @@ export class Engine implements ConversationEngine {
     const thread = await this.#store.getThread(turn.threadKey);
     if (!thread) return;
     const images = await this.#store.getTurnImages(turn.id);
+    const late = turn.deliveryLateAt !== null;
     await untilAborted(
-      observer.deliver({ type: "finished", turn, thread, images, redelivery }, signal),
+      observer.deliver({ type: "finished", turn, thread, images, redelivery, late }, signal),
       signal,
     );
     await this.#store.markDelivered(turn.id);
-    log.info({ status: turn.status, redelivery }, "delivered");
+    log.info({ status: turn.status, redelivery, ...(late ? { late } : {}) }, "delivered");
   }
 
   // -------------------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ export function operationalRoutes(deps: {
               "# HELP threadcanvas_cost_usd_total Estimated provider spend in US dollars.",
               "# TYPE threadcanvas_cost_usd_total counter",
               `threadcanvas_cost_usd_total ${stats.costUsd}`,
+              "# HELP threadcanvas_deliveries_late Finished turns a platform could not take yet; retried until they go out.",
+              "# TYPE threadcanvas_deliveries_late gauge",
+              `threadcanvas_deliveries_late ${stats.lateDeliveries}`,
               "",
             ];
             send(res, 200, "text/plain; version=0.0.4", lines.join("\n"));

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, lte, sql } from "drizzle-orm";
 import {
   type ImageRecord,
   type Platform,
@@ -183,7 +183,16 @@ export class PostgresConversationStore implements ConversationStore {
     const [spend] = await this.#db
       .select({ total: sql<string>`coalesce(sum(${usage.costUsd}), 0)::text` })
       .from(usage);
-    return { turnsByStatus, images: await this.#db.$count(images), costUsd: Number(spend?.total ?? 0) };
+    const lateDeliveries = await this.#db.$count(
+      turns,
+      and(isNotNull(turns.deliveryLateAt), isNull(turns.deliveredAt)),
+    );
+    return {
+      turnsByStatus,
+      images: await this.#db.$count(images),
+      costUsd: Number(spend?.total ?? 0),
+      lateDeliveries,
+    };
   }
 
   async turnsAhead(turn: Turn): Promise<number> {
@@ -315,8 +324,56 @@ export class PostgresConversationStore implements ConversationStore {
   async markDelivered(id: string): Promise<void> {
     await this.#db
       .update(turns)
-      .set({ deliveredAt: sql`coalesce(${turns.deliveredAt}, now())` })
+      .set({ deliveredAt: sql`coalesce(${turns.deliveredAt}, now())`, deliveryRetryAt: null })
       .where(eq(turns.id, id));
+  }
+
+  async recordDeliveryFailure(id: string): Promise<number> {
+    const [row] = await this.#db
+      .update(turns)
+      .set({ deliveryAttempts: sql`${turns.deliveryAttempts} + 1` })
+      .where(eq(turns.id, id))
+      .returning({ attempts: turns.deliveryAttempts });
+    return row?.attempts ?? 0;
+  }
+
+  async deferDelivery(id: string, retryAt: Date): Promise<void> {
+    await this.#db
+      .update(turns)
+      .set({ deliveryLateAt: sql`coalesce(${turns.deliveryLateAt}, now())`, deliveryRetryAt: retryAt })
+      .where(and(eq(turns.id, id), isNull(turns.deliveredAt)));
+  }
+
+  /**
+   * Claims the late deliveries of these platforms that are due, moving each one's next retry to `nextRetryAt`,
+   * in one statement: processes sweeping at once claim different turns, and a sweep never picks one twice.
+   */
+  async claimDueDeliveries(
+    platforms: readonly Platform[],
+    nextRetryAt: Date,
+    limit: number,
+  ): Promise<Turn[]> {
+    if (platforms.length === 0) return [];
+    const due = this.#db
+      .select({ id: turns.id })
+      .from(turns)
+      .innerJoin(threads, eq(threads.key, turns.threadKey))
+      .where(
+        and(
+          lte(turns.deliveryRetryAt, sql`now()`),
+          isNull(turns.deliveredAt),
+          inArray(threads.platform, [...platforms]),
+        ),
+      )
+      .orderBy(asc(turns.deliveryRetryAt))
+      .limit(limit)
+      .for("update", { of: turns, skipLocked: true });
+    const rows = await this.#db
+      .update(turns)
+      .set({ deliveryRetryAt: nextRetryAt })
+      .where(inArray(turns.id, due))
+      .returning();
+    return rows.map(toTurn);
   }
 
   /** The newest `ref` wins: a status message posted again (the first one deleted) replaces the old one. */
@@ -477,6 +534,8 @@ function toTurn(row: TurnRow): Turn {
     startedAt: row.startedAt,
     finishedAt: row.finishedAt,
     deliveredAt: row.deliveredAt,
+    deliveryAttempts: row.deliveryAttempts,
+    deliveryLateAt: row.deliveryLateAt,
   };
 }
 

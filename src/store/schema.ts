@@ -109,6 +109,10 @@ export const turns = pgTable(
     startedAt: timestamp("started_at", { withTimezone: true }),
     finishedAt: timestamp("finished_at", { withTimezone: true }),
     deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+    deliveryAttempts: integer("delivery_attempts").notNull().default(0),
+    deliveryLateAt: timestamp("delivery_late_at", { withTimezone: true }),
+    /** When the next slow retry of a late delivery is due; null once delivered, or while quick retries run. */
+    deliveryRetryAt: timestamp("delivery_retry_at", { withTimezone: true }),
   },
   (t) => [
     unique("turns_thread_seq_unique").on(t.threadKey, t.seq),
@@ -118,6 +122,8 @@ export const turns = pgTable(
     // Recovery after a crash scans only the few unfinished turns, oldest first.
     index("turns_unfinished_idx").on(t.status, t.createdAt).where(sql`${t.status} in ('queued', 'running')`),
     // How many turns are ahead of a new one in its thread, without walking a long thread's finished turns.
+    // The sweep for late deliveries reads only the few turns waiting for one.
+    index("turns_delivery_retry_idx").on(t.deliveryRetryAt).where(sql`${t.deliveryRetryAt} is not null`),
     index("turns_thread_unfinished_idx")
       .on(t.threadKey, t.seq)
       .where(sql`${t.status} in ('queued', 'running')`),

@@ -26,6 +26,8 @@ export function turnRecord(overrides: Partial<Turn> = {}): Turn {
     startedAt: null,
     finishedAt: null,
     deliveredAt: null,
+    deliveryAttempts: 0,
+    deliveryLateAt: null,
     ...overrides,
   };
 }

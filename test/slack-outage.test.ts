@@ -1,0 +1,79 @@
+import pino from "pino";
+import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
+import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { waitUntil } from "./support/wait.ts";
+
+/**
+ * Slack failing for a while, through the real Bolt app and engine: a delivery that keeps failing is not dropped
+ * (it is late, retried slowly, and says so when it goes out), and the thread's next turns are not held behind it.
+ * The give-up window is short here (two failed attempts, retried every 300 ms); in production it is 15 attempts,
+ * then every five minutes.
+ */
+const CHANNEL = "C0001";
+let h: EngineHarness;
+let slack: FakeSlack;
+let adapter: SlackAdapter;
+let url = "";
+
+beforeAll(async () => {
+  h = await startEngineHarness({ engine: { maxDeliveryAttempts: 2, lateDeliveryRetryMs: 300 } });
+  slack = await startFakeSlack();
+  adapter = new SlackAdapter({
+    engine: h.engine,
+    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    botToken: slack.botToken,
+    apiUrl: slack.apiUrl,
+    signingSecret: slack.signingSecret,
+    port: 0,
+  });
+  url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
+  slack.setEchoTarget(url);
+});
+afterAll(async () => {
+  await adapter?.stop();
+  await slack?.close();
+  await h?.close();
+});
+beforeEach(() => {
+  slack.reset();
+  h.fake.reset();
+});
+
+const ours = (messages: SlackMessage[]) => messages.filter((m) => m.user === slack.botUserId);
+
+it("a result Slack could not take for long goes out once it answers again, marked late", {
+  timeout: 60_000,
+}, async () => {
+  // Slack refuses the upload for longer than the quick retries last (a 500 is not retried by the client).
+  slack.failNext("files.getUploadURLExternal", { status: 500 }, { status: 500 });
+  const ack = await slack.sendSlashCommand(url, {
+    text: "a postcard from the beach",
+    channel_id: CHANNEL,
+    user_id: "U0001",
+  });
+  expect(ack.ok).toBe(true);
+  const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+  await expect
+    .poll(async () => (await h.engine.unfinishedTurns("slack")).length, { timeout: 10_000 })
+    .toBe(0);
+  await expect.poll(async () => (await h.store.stats()).lateDeliveries, { timeout: 20_000 }).toBe(1);
+  expect(slack.uploads.filter((u) => u.completed)).toHaveLength(0);
+
+  // Slack is back: the slow retry delivers it, once, and says it is late.
+  await expect
+    .poll(async () => (await h.engine.retryLateDeliveries(["slack"])) > 0 || slack.uploads.length > 0, {
+      timeout: 10_000,
+      interval: 200,
+    })
+    .toBe(true);
+  await expect.poll(async () => (await h.store.stats()).lateDeliveries, { timeout: 20_000 }).toBe(0);
+  expect(slack.uploads.filter((u) => u.completed).map((u) => u.filename)).toEqual(["v1-1.png"]);
+  const replies = ours(slack.messages(CHANNEL, root.ts)).filter((m) => m.ts !== root.ts);
+  const results = replies.filter((m) => /Version 1/.test(m.text));
+  expect(results).toHaveLength(1);
+  expect(results[0]?.text).toMatch(/^⏱ Arriving late/);
+  expect(slack.message(CHANNEL, root.ts)?.text).toContain("Done");
+  expect(h.fake.requests).toHaveLength(1); // drawn once
+});
