@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   customIdsIn,
   decodeCustomId,
+  describeTurn,
   encodeCustomId,
   failureContent,
   headMovedContent,
@@ -130,6 +131,16 @@ describe("buttons", () => {
 });
 
 describe("text", () => {
+  it("a prompt cannot become a link, restyle the message, or reorder the text after it", () => {
+    const turn = turnRecord({ prompt: "[free nitro](https://evil.example) # big \u202Eevil" });
+    const line = describeTurn(turn);
+    expect(line).toContain("\\[free nitro](https://evil.example)"); // an escaped bracket starts no link
+    expect(line).not.toMatch(/(?<!\\)\[free nitro\]/);
+    expect(line).toContain("\u2068"); // the override sits inside an isolate…
+    expect(line.indexOf("\u2069")).toBeGreaterThan(line.indexOf("\u202E")); // …that ends before our text resumes
+    expect(describeTurn(turnRecord({ prompt: "a fox" }))).toBe("🖼️ “a fox”");
+  });
+
   it("a late result says so on top, and still fits Discord's limit", () => {
     expect(withLateNote("**v2** · done")).toBe(`-# ${LATE_NOTE}\n**v2** · done`);
     const long = withLateNote("x".repeat(MAX_CONTENT));

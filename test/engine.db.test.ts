@@ -1,4 +1,5 @@
 import { sql } from "drizzle-orm";
+import sharp from "sharp";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
 import { parseImagineText } from "../src/request/flags.ts";
@@ -355,6 +356,67 @@ describe("bad input: a clear error, no provider call, nothing written", () => {
       "unsupported_attachment",
       /PNG, JPEG or WebP/,
     ));
+
+  const withReferences = (referenceImages: Buffer[]) => () =>
+    h.engine.submit({
+      threadKey: newThread(),
+      kind: "generate",
+      prompt: "x",
+      referenceImages: referenceImages.map((bytes) => ({ bytes, format: "png" as const })),
+      userId: "U1",
+    });
+
+  it("a reference whose first bytes are not an image's, whatever it claims to be", async () => {
+    const gif = await sharp({ create: { width: 8, height: 8, channels: 3, background: "red" } })
+      .gif()
+      .toBuffer();
+    await expectRejected(withReferences([gif]), "unsupported_attachment", /PNG, JPEG or WebP/);
+    const html = Buffer.from("<!DOCTYPE html><html><body>Sign in to Slack</body></html>");
+    await expectRejected(withReferences([html]), "unsupported_attachment", /PNG, JPEG or WebP/);
+    // The right magic number on bytes that are not that image.
+    const fakePng = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      Buffer.alloc(64),
+    ]);
+    await expectRejected(withReferences([fakePng]), "unsupported_attachment", /PNG, JPEG or WebP/);
+  });
+
+  it("a small file that claims an enormous image (a decompression bomb)", { timeout: 30_000 }, async () => {
+    const bomb = await sharp({ create: { width: 7200, height: 7200, channels: 3, background: "white" } })
+      .png({ compressionLevel: 9 })
+      .toBuffer();
+    expect(bomb.length).toBeLessThan(1024 * 1024);
+    await expectRejected(withReferences([bomb]), "unsupported_attachment", /PNG, JPEG or WebP/);
+  });
+
+  it("references over the cap together, though each is under it", async () => {
+    const g = await startEngineHarness({ engine: { maxReferenceBytes: 300_000 } });
+    try {
+      const reference = await sharp({
+        create: { width: 300, height: 300, channels: 3, background: "blue" },
+      })
+        .png({ compressionLevel: 0 })
+        .toBuffer();
+      expect(reference.length).toBeGreaterThan(150_000);
+      expect(reference.length).toBeLessThan(300_000);
+      const error = await g.engine
+        .submit({
+          threadKey: newThread(),
+          kind: "generate",
+          prompt: "x",
+          referenceImages: [reference, reference].map((bytes) => ({ bytes, format: "png" as const })),
+          userId: "U1",
+        })
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: "attachment_too_large",
+        userMessage: expect.stringMatching(/together/),
+      });
+      expect(g.fake.requests).toHaveLength(0);
+    } finally {
+      await g.close();
+    }
+  });
 });
 
 describe("a platform that cannot take deliveries", () => {

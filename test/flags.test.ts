@@ -294,6 +294,15 @@ describe("parseImagineText: prompt", () => {
     }
   });
 
+  it("rejects a prompt of only invisible characters, and keeps ones that mix them with text", () => {
+    for (const text of ["\u200B", "\u200B\u200C\u2060", "\u2066\u2069 --n 2", "\u00AD\uFEFF", "\u0007"]) {
+      expectError(text, "prompt_empty", /no visible characters/);
+    }
+    expect(parseImagineText("a\u200Bfox").prompt).toBe("a\u200Bfox");
+    expect(parseImagineText("\u2067שלום\u2069 fox").prompt).toBe("\u2067שלום\u2069 fox");
+    expect(parseImagineText("👩🏽‍🚀").prompt).toBe("👩🏽‍🚀"); // a ZWJ sequence is visible
+  });
+
   it("allows an empty prompt when asked to (variations)", () => {
     expect(parseImagineText("", { allowEmptyPrompt: true })).toEqual({ prompt: "", params: {} });
     expect(parseImagineText("  --n 3 --ar 1:1", { allowEmptyPrompt: true })).toEqual({

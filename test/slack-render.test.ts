@@ -92,6 +92,18 @@ describe("slack rendering", () => {
     expect(statusText({ state: "failed", reason: "Blocked by the safety system." })).toMatch(/safety/);
   });
 
+  it("a prompt with bidirectional overrides cannot reorder the text after it", () => {
+    const { blocks } = rootMessage(
+      { userId: "U1", prompt: "ok \u202Edevorppa", params: {} },
+      { state: "queued", position: 0 },
+    );
+    const text = (blocks[0] as { text: { text: string } }).text.text;
+    expect(text).toBe("<@U1> asked for “\u2068ok \u202Edevorppa\u2069”");
+    expect(
+      rootMessage({ userId: "U1", prompt: "a fox", params: {} }, { state: "queued", position: 0 }).text,
+    ).toMatch(/^<@U1> asked for “a fox”/);
+  });
+
   it("a late result says so on top, in its text and its blocks", () => {
     const late = withLateNote(resultMessage(thread, turnRecord({ seq: 2 }), [imageRecord({ index: 0 })]));
     expect(late.text).toMatch(/^⏱ Arriving late.*\nVersion 2/s);

@@ -281,6 +281,46 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
       );
     });
 
+    it("@threadcanvas inside someone else's thread draws there, and later replies in that thread edit it", async () => {
+      const parent = slack.userMessage({
+        channel: CHANNEL,
+        text: "ideas for the launch poster?",
+        user: "U0003",
+      });
+      await send.event(parent);
+      const parentTs = String(parent.ts);
+      const mention = slack.appMention({
+        channel: CHANNEL,
+        text: "a rocket poster",
+        user: "U0002",
+        thread_ts: parentTs,
+      });
+      expect((await send.event(mention)).ok).toBe(true);
+      await waitUntil(() => uploadsIn(parentTs).length === 1, "upload in the person's thread");
+      await reply(parentTs, "make the rocket red", 2);
+      expect(h.fake.requests.at(-1)?.body.prompt).toBe("make the rocket red");
+    });
+
+    it("a mention by another bot starts nothing", async () => {
+      const mention = slack.appMention({ channel: CHANNEL, text: "a cat" });
+      const requests = h.fake.requests.length;
+      expect((await send.event({ ...mention, bot_id: "B0OTHERBOT" })).ok).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(h.fake.requests).toHaveLength(requests);
+      expect(uploadsIn(String(mention.ts))).toHaveLength(0);
+    });
+
+    it("a reply also sent to the channel edits like any other reply", async () => {
+      const rootTs = await imagine("a sailboat");
+      const event = {
+        ...slack.userMessage({ channel: CHANNEL, text: "add a sunset", thread_ts: rootTs, user: "U0002" }),
+        subtype: "thread_broadcast",
+      };
+      expect((await send.event(event)).ok).toBe(true);
+      await waitUntil(() => uploadsIn(rootTs).length === 2, "the edit");
+      expect(h.fake.requests.at(-1)?.body.prompt).toBe("add a sunset");
+    });
+
     it("edits and deletions of messages in a thread change nothing", async () => {
       const rootTs = await imagine("a bridge");
       const asked = await reply(rootTs, "paint it red", 2);

@@ -4,6 +4,7 @@ import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
 import {
   failureReason,
+  isolateBidi,
   LATE_NOTE,
   oneLine,
   type StatusLine,
@@ -145,7 +146,14 @@ export const MAX_CONTENT = 2000;
 
 /** One line describing what a turn asked for: `✏️ “make it blue”`, `🔀 Variations`, … */
 export function describeTurn(turn: Pick<Turn, "kind" | "prompt" | "params">): string {
-  const prompt = `“${truncate(escapeMarkdown(oneLine(turn.prompt)), 300)}”`;
+  // Masked links, headings and lists too: a prompt cannot become a link or restyle our message.
+  const escaped = escapeMarkdown(oneLine(turn.prompt), {
+    maskedLink: true,
+    heading: true,
+    bulletedList: true,
+    numberedList: true,
+  });
+  const prompt = `“${isolateBidi(truncate(escaped, 300))}”`;
   const params = describeParams(turn.params);
   switch (turn.kind) {
     case "generate":

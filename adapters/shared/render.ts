@@ -60,6 +60,18 @@ export function truncate(text: string, max: number): string {
   return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : text;
 }
 
+/** Bidirectional controls: embeddings, overrides, isolates and marks (U+202A–E, U+2066–9, U+200E/F, U+061C). */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/;
+
+/**
+ * Someone's text, echoed inside our message, kept from reordering the rest of it: text with bidirectional
+ * controls (an RTL override can make "approved" of what follows) goes inside a first-strong isolate, whose end
+ * closes whatever the text left open. Text without them is returned as it is.
+ */
+export function isolateBidi(text: string): string {
+  return BIDI_CONTROLS.test(text) ? `\u2068${text}\u2069` : text;
+}
+
 /** Runs of whitespace (newlines included) as one space: for titles and one-line summaries. */
 export function oneLine(text: string): string {
   return text.replace(/\s+/g, " ");

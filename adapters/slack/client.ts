@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
 import { type RetryOptions, WebAPIRateLimitedError, WebClient } from "@slack/web-api";
 import type { HttpRoute } from "../../src/http/http-server.ts";
-import type { Logger } from "../../src/logger.ts";
+import { type Logger, redactUrlSecrets } from "../../src/logger.ts";
 
 /**
  * Slack's side of the wire: the Bolt app (HTTP or Socket Mode), the Web API clients and the retry policy they
@@ -133,11 +133,12 @@ export async function* allMessages<M>(
 function boltLogger(logger: Logger): BoltLogger {
   let level = LogLevel.INFO;
   const child = logger.child({ component: "bolt" });
+  const text = (msg: unknown[]) => redactUrlSecrets(msg.map(String).join(" "));
   return {
-    debug: (...msg: unknown[]) => child.debug(msg.map(String).join(" ")),
-    info: (...msg: unknown[]) => child.info(msg.map(String).join(" ")),
-    warn: (...msg: unknown[]) => child.warn(msg.map(String).join(" ")),
-    error: (...msg: unknown[]) => child.error(msg.map(String).join(" ")),
+    debug: (...msg: unknown[]) => child.debug(text(msg)),
+    info: (...msg: unknown[]) => child.info(text(msg)),
+    warn: (...msg: unknown[]) => child.warn(text(msg)),
+    error: (...msg: unknown[]) => child.error(text(msg)),
     setLevel: (next: LogLevel) => {
       level = next;
     },

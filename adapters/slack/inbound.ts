@@ -150,22 +150,27 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
   });
 
   app.event("app_mention", async ({ event, context, body }) => {
+    // Bots (another integration quoting us, a workflow) never start a thread: only people spend the key.
+    if (event.bot_id || !event.user) return;
     const team = context.teamId ?? body.team_id;
     // A mention inside one of our threads also arrives as a `message` event, which handles it.
     if (event.thread_ts && (await threads.known(team, event.channel, event.thread_ts))) return;
+    // Inside someone else's thread, that thread becomes ours: the result goes there, and later replies in it
+    // (which carry its thread_ts) find it by its key.
+    const rootTs = event.thread_ts ?? event.ts;
     const text = stripMention(event.text ?? "", context.botUserId);
     await submitFromMessage({
       team,
       channel: event.channel,
-      user: event.user ?? "",
+      user: event.user,
       ts: event.ts,
-      threadKey: slackThreadKey(team, event.channel, event.ts),
+      threadKey: slackThreadKey(team, event.channel, rootTs),
       kind: "generate",
       text,
       files: (event as { files?: SlackFile[] }).files ?? [],
       newThread: {
         title: text.slice(0, 200),
-        meta: { team, channel: event.channel, rootTs: event.ts, rootIsOurs: false },
+        meta: { team, channel: event.channel, rootTs, rootIsOurs: false },
       },
     });
   });
@@ -181,8 +186,9 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
       channel: string;
       files?: SlackFile[];
     };
-    // Only people's new messages in a thread: no bots (ourselves included), no edits or deletions.
-    if (message.subtype && message.subtype !== "file_share") return;
+    // Only people's new messages in a thread: no bots (ourselves included), no edits or deletions. A reply also
+    // sent to the channel ("thread_broadcast") is a reply like any other.
+    if (message.subtype && !REPLY_SUBTYPES.has(message.subtype)) return;
     if (message.bot_id || !message.user || message.user === context.botUserId) return;
     if (!message.thread_ts || message.thread_ts === message.ts) return;
     const team = context.teamId ?? body.team_id;
@@ -238,6 +244,9 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
     });
   });
 }
+
+/** Message subtypes that are still a person's new reply: with files, or also sent to the channel. */
+const REPLY_SUBTYPES = new Set(["file_share", "thread_broadcast"]);
 
 /** `<@U0BOT> make it blue` → `make it blue`. */
 function stripMention(text: string, botUserId: string | undefined): string {

@@ -1,7 +1,14 @@
 import type { ImageParams, ImageRecord, Thread, Turn } from "../../src/domain.ts";
 import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
-import { failureReason, LATE_NOTE, type StatusLine, statusText, truncate } from "../shared/render.ts";
+import {
+  failureReason,
+  isolateBidi,
+  LATE_NOTE,
+  type StatusLine,
+  statusText,
+  truncate,
+} from "../shared/render.ts";
 
 /**
  * Pure rendering for Slack: engine state in, message text and Block Kit out. No I/O, so every shape here is
@@ -49,13 +56,18 @@ export function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
+/** A person's prompt inside our message: escaped, cut to `max`, and unable to reorder what follows it. */
+function echo(prompt: string, max: number): string {
+  return isolateBidi(truncate(escapeMrkdwn(prompt), max));
+}
+
 /** The channel message a /imagine starts: who asked, the prompt, the parameters, and a status kept current. */
 export function rootMessage(
   request: { userId: string; prompt: string; params: Partial<ImageParams> },
   status: StatusLine,
 ) {
   const params = describeParams(request.params);
-  const text = `<@${request.userId}> asked for “${truncate(escapeMrkdwn(request.prompt), 2800)}”`;
+  const text = `<@${request.userId}> asked for “${echo(request.prompt, 2800)}”`;
   return {
     text: `${text} — ${statusText(status)}`,
     blocks: [
@@ -77,9 +89,9 @@ export function turnStatusMessage(turn: Turn, status: StatusLine) {
 export function describeTurn(turn: Turn): string {
   switch (turn.kind) {
     case "generate":
-      return `New image: “${truncate(escapeMrkdwn(turn.prompt), 200)}”`;
+      return `New image: “${echo(turn.prompt, 200)}”`;
     case "edit":
-      return `Edit: “${truncate(escapeMrkdwn(turn.prompt), 200)}”`;
+      return `Edit: “${echo(turn.prompt, 200)}”`;
     case "variation":
       return "Variations";
     case "undo":

@@ -46,6 +46,7 @@ export interface EngineOptions {
   maxRetryAfterMs?: number;
   /** Reference images per edit (gpt-image-2 takes 16 inputs: the image being edited plus 15). */
   maxReferenceImages?: number;
+  /** All of a turn's reference images together. */
   maxReferenceBytes?: number;
   /**
    * Failed delivery attempts after which a turn is late (the platform down for long): the outcome stays in the
@@ -237,14 +238,16 @@ export class Engine implements ConversationEngine {
         userMessage: `Attach at most ${this.#options.maxReferenceImages} reference images.`,
       });
     }
+    // One cap for all of a turn's references together: what a turn holds in memory stays bounded.
+    const total = images.reduce((sum, image) => sum + image.bytes.length, 0);
+    if (total > this.#options.maxReferenceBytes) {
+      const mb = Math.floor(this.#options.maxReferenceBytes / (1024 * 1024));
+      throw new AppError("attachment_too_large", `reference images of ${total} bytes in all`, {
+        userMessage: `Reference images must be smaller than ${mb} MB together.`,
+      });
+    }
     const refs: BlobRef[] = [];
     for (const image of images) {
-      if (image.bytes.length > this.#options.maxReferenceBytes) {
-        const mb = Math.floor(this.#options.maxReferenceBytes / (1024 * 1024));
-        throw new AppError("attachment_too_large", `reference image of ${image.bytes.length} bytes`, {
-          userMessage: `Reference images must be smaller than ${mb} MB.`,
-        });
-      }
       const format = await detectFormat(image.bytes);
       refs.push({ sha256: await this.#blobs.put(image.bytes), format });
     }
@@ -453,7 +456,7 @@ export class Engine implements ConversationEngine {
   async #outcome(result: ResultImages, parentId: string | null): Promise<TurnOutcome> {
     const images: NewImage[] = [];
     for (const [index, image] of result.images.entries()) {
-      const { width, height } = await sharp(image.bytes).metadata();
+      const { width, height } = await sharp(image.bytes, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
       images.push({
         parentId,
         index,
@@ -589,12 +592,30 @@ function noImages(head: { imageId: string }, baseImageId: string | null): TurnOu
 
 const FORMATS: Record<string, OutputFormat> = { png: "png", jpeg: "jpeg", webp: "webp" };
 
+/** Larger than any image gpt-image-2 makes (3840x2160 is 8.3 MP) with room for photos; a decoder bomb is not. */
+const MAX_INPUT_PIXELS = 50_000_000;
+
+/** PNG, JPEG or WebP by their magic numbers; null for anything else. */
+export function sniffImageFormat(bytes: Uint8Array): OutputFormat | null {
+  const starts = (signature: readonly number[], at = 0) =>
+    signature.every((byte, i) => bytes[at + i] === byte);
+  if (starts([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return "png";
+  if (starts([0xff, 0xd8, 0xff])) return "jpeg";
+  if (starts([0x52, 0x49, 0x46, 0x46]) && starts([0x57, 0x45, 0x42, 0x50], 8)) return "webp"; // RIFF….WEBP
+  return null;
+}
+
 /** The real format of uploaded bytes (never trust a file name); only what gpt-image-2 accepts. */
 export async function detectFormat(bytes: Buffer): Promise<OutputFormat> {
-  const format = await sharp(bytes)
-    .metadata()
-    .then((meta) => FORMATS[meta.format ?? ""])
-    .catch(() => undefined);
+  // The first bytes say what a file is before any decoder sees it; then sharp must agree, within a pixel limit
+  // (a small file can claim an enormous image).
+  const claimed = sniffImageFormat(bytes);
+  const format = claimed
+    ? await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS })
+        .metadata()
+        .then((meta) => (FORMATS[meta.format ?? ""] === claimed ? claimed : undefined))
+        .catch(() => undefined)
+    : undefined;
   if (!format) {
     throw new AppError("unsupported_attachment", "attachment is not png/jpeg/webp", {
       userMessage: "Reference images must be PNG, JPEG or WebP files.",

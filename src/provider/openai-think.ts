@@ -50,9 +50,11 @@ export async function thinkImages(
   const local = new AbortController();
   const combined = signal ? AbortSignal.any([signal, local.signal]) : local.signal;
   const partials = { next: 0 };
+  // One request body for every call: the input images are encoded once, however many images are asked for.
+  const body = requestBody(ctx, request, edit);
   let firstError: unknown;
   const calls = Array.from({ length: request.params.n }, () =>
-    respond(ctx, request, edit, combined, partials).catch((error: unknown) => {
+    respond(ctx, request, body, combined, partials).catch((error: unknown) => {
       firstError ??= error;
       local.abort();
       throw error;
@@ -87,13 +89,12 @@ export async function thinkImages(
   };
 }
 
-async function respond(
+/** The Responses API request for one image: the planner, the image tool, and the prompt with any images. */
+function requestBody(
   ctx: ThinkContext,
   request: ImageRequest,
   edit: EditRequest | null,
-  signal: AbortSignal,
-  partials: { next: number },
-): Promise<CallResult> {
+): ResponseCreateParamsBase {
   const { params } = request;
   const streaming = request.onPartialImage !== undefined;
   const tool: Tool.ImageGeneration = {
@@ -123,15 +124,24 @@ async function respond(
         },
       ]
     : request.prompt;
-  const body: ResponseCreateParamsBase = {
+  return {
     model: ctx.thinkModel,
     input,
     tools: [tool],
     tool_choice: { type: "image_generation" },
     ...(request.safetyIdentifier ? { safety_identifier: request.safetyIdentifier } : {}),
   };
+}
 
-  if (!streaming) {
+async function respond(
+  ctx: ThinkContext,
+  request: ImageRequest,
+  body: ResponseCreateParamsBase,
+  signal: AbortSignal,
+  partials: { next: number },
+): Promise<CallResult> {
+  const { params } = request;
+  if (request.onPartialImage === undefined) {
     const { data, request_id } = await ctx.client.responses
       .create({ ...body, stream: false }, { signal })
       .withResponse();

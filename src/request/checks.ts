@@ -2,6 +2,9 @@ import type { ImageParams } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import { validateSize } from "./image-size.ts";
 
+/** Any character a person can see: not whitespace, a control (Cc), a format mark (Cf) or unassigned. */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Cn}]/u;
+
 /** OpenAI's limit for gpt-image prompts. */
 export const MAX_PROMPT_CHARS = 32_000;
 
@@ -38,6 +41,13 @@ export function checkPrompt(prompt: string): string {
   // Postgres text cannot hold NUL, and no one means to type it.
   if (trimmed.includes("\u0000")) {
     throw new AppError("invalid_flag", "The prompt contains a NUL character; remove it and try again.");
+  }
+  // Only zero-width, formatting or control characters (U+200B, U+2066, …): nothing anyone can read.
+  if (!VISIBLE.test(trimmed)) {
+    throw new AppError(
+      "prompt_empty",
+      "The prompt has no visible characters. Say what to draw, e.g. /imagine a red fox in snow.",
+    );
   }
   return trimmed;
 }
