@@ -87,6 +87,11 @@ export interface TurnObserver {
    * aborts when the process is handing the turn back (a shutdown past its grace): stop between steps.
    */
   deliver(event: FinishedEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * Once the delivery is recorded (so it will never run again): forget what was kept only to deliver, such as
+   * a short-lived reply token. Best effort: errors are logged.
+   */
+  delivered?(event: FinishedEvent): Promise<void>;
 }
 
 /** The platform messages an adapter keeps per turn. */

@@ -217,6 +217,10 @@ describe("discord: /imagine and the thread", () => {
       name: "a lighthouse at dusk",
       type: 11,
     });
+    // The interaction's token is a credential for the reply: it leaves the store once the reply is done.
+    await expect
+      .poll(async () => (await h.engine.getThread(threadKey))?.meta.interaction)
+      .toEqual({ id: expect.any(String), applicationId: expect.any(String), receivedAt: expect.any(Number) });
   });
 
   it("a message in the thread edits the latest image with exactly its bytes; a chain of three builds on each result", async () => {

@@ -74,6 +74,7 @@ export class DiscordAdapter {
     options.engine.observe("discord", {
       progress: (event) => delivery.progress(event),
       deliver: (event, signal) => delivery.deliver(event, signal),
+      delivered: (event) => delivery.delivered(event),
     });
   }
 

@@ -46,6 +46,7 @@ import {
   parsePlace,
   placeRef,
   replyUsable,
+  withoutToken,
 } from "./threads.ts";
 
 export interface DeliveryOptions {
@@ -100,6 +101,20 @@ export class DiscordDelivery {
     const status = progressStatus(event);
     const preview = event.type === "partial" ? event.partial.bytes : null;
     this.#view(event.turn.id).update(() => this.#showProgress(event.turn, status, preview));
+  }
+
+  /**
+   * Once the /imagine reply's turn is recorded as delivered, its interaction token is of no more use (and it is
+   * a credential for that reply): it leaves the store. A token that expired first is dropped by `#deliverNow`.
+   */
+  async delivered({ turn, thread }: FinishedEvent): Promise<void> {
+    const meta = discordMeta(await this.#engine.getThread(thread.key));
+    if (meta?.interaction?.token && isReplyTurn(turn, meta)) await this.#forgetToken(thread.key, meta);
+  }
+
+  async #forgetToken(threadKey: string, meta: DiscordThreadMeta): Promise<void> {
+    if (!meta.interaction) return;
+    await this.#engine.updateThreadMeta(threadKey, { interaction: withoutToken(meta.interaction) });
   }
 
   deliver(event: FinishedEvent, signal?: AbortSignal): Promise<void> {
@@ -186,6 +201,8 @@ export class DiscordDelivery {
       this.#log.warn({ thread: thread.key }, "not a thread this adapter made; nothing to deliver to");
       return;
     }
+    // An expired token can do nothing any more: safe to drop whenever it is seen, delivered or not.
+    if (meta.interaction?.token && !replyUsable(meta)) await this.#forgetToken(thread.key, meta);
     try {
       if (isReplyTurn(turn, meta)) await this.#deliverToReply(event, meta);
       else await this.#deliverInThread(event, meta);
@@ -437,7 +454,7 @@ export class DiscordDelivery {
 
   #webhook(meta: DiscordThreadMeta): InteractionWebhook {
     const interaction = meta.interaction;
-    if (!interaction) throw new Error("no interaction for this thread");
+    if (!interaction?.token) throw new Error("no interaction token for this thread");
     return new InteractionWebhook(this.#client as Client<true>, interaction.applicationId, interaction.token);
   }
 }

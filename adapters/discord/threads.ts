@@ -18,8 +18,11 @@ export interface DiscordThreadMeta {
   channelId: string;
   /** The server's per-file upload limit, from the newest interaction in the thread. */
   uploadLimit?: number;
-  /** The `/imagine` interaction whose reply shows the first turn; its token works for 15 minutes. */
-  interaction?: { id: string; token: string; applicationId: string; receivedAt: number };
+  /**
+   * The `/imagine` interaction whose reply shows the first turn. Its token works for 15 minutes and is kept only
+   * until that turn's delivery is recorded, or until it expired (`withoutToken`).
+   */
+  interaction?: { id: string; token?: string; applicationId: string; receivedAt: number };
   /** The reply's message id, once deferred. */
   replyMessageId?: string;
   /** The message with the first image (the reply, or a channel message once the token expired). */
@@ -63,7 +66,15 @@ export function isReplyTurn(turn: Turn, meta: DiscordThreadMeta): boolean {
 }
 
 export function replyUsable(meta: DiscordThreadMeta): boolean {
-  return meta.interaction !== undefined && Date.now() - meta.interaction.receivedAt < INTERACTION_TOKEN_MS;
+  return (
+    meta.interaction?.token !== undefined && Date.now() - meta.interaction.receivedAt < INTERACTION_TOKEN_MS
+  );
+}
+
+/** The interaction's facts without its token: what the meta keeps once the token is of no more use. */
+export function withoutToken(interaction: NonNullable<DiscordThreadMeta["interaction"]>) {
+  const { token: _forgotten, ...rest } = interaction;
+  return rest;
 }
 
 /** Where a message is, as kept in the store: `<channelId>/<messageId>`. */

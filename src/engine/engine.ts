@@ -20,6 +20,7 @@ import type {
   BlobStore,
   ConversationEngine,
   ConversationStore,
+  FinishedEvent,
   ImageInput,
   ImageProvider,
   ImageResult,
@@ -505,11 +506,12 @@ export class Engine implements ConversationEngine {
     if (!thread) return;
     const images = await this.#store.getTurnImages(turn.id);
     const late = turn.deliveryLateAt !== null;
-    await untilAborted(
-      observer.deliver({ type: "finished", turn, thread, images, redelivery, late }, signal),
-      signal,
-    );
+    const event: FinishedEvent = { type: "finished", turn, thread, images, redelivery, late };
+    await untilAborted(observer.deliver(event, signal), signal);
     await this.#store.markDelivered(turn.id);
+    await observer
+      .delivered?.(event)
+      .catch((error: unknown) => log.warn({ err: error }, "after-delivery step failed"));
     log.info({ status: turn.status, redelivery, ...(late ? { late } : {}) }, "delivered");
   }
 
