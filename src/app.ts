@@ -86,11 +86,13 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
       async startWorkers(platforms = PLATFORMS) {
         await queue.work((job, attempt) => engine.runTurn(job, attempt), platforms);
-        // Results a platform could not take for long (it was down) go out once it answers again.
+        // Results a platform could not take for long (it was down) go out once it answers again, and a turn
+        // the queue gave up on is finished instead of holding back its thread.
         sweeper = setInterval(() => {
           engine
             .retryLateDeliveries(platforms)
-            .catch((error: unknown) => logger.warn({ err: error }, "late delivery sweep failed"));
+            .then(() => engine.finishAbandonedTurns(platforms))
+            .catch((error: unknown) => logger.warn({ err: error }, "sweep failed"));
         }, overrides.lateDeliverySweepMs ?? 60_000);
         sweeper.unref();
       },

@@ -24,6 +24,7 @@ export type ErrorCode =
   | "config_invalid"
   | "unauthorized_channel"
   | "crash_loop"
+  | "gave_up"
   | "internal";
 
 export interface AppErrorOptions {

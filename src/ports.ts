@@ -205,6 +205,11 @@ export interface JobAttempt {
 export interface TurnQueue {
   /** Enqueues a turn; with `tx`, inside the store's transaction. */
   enqueue(job: TurnJob, tx?: SqlExecutor): Promise<void>;
+  /**
+   * Jobs of these platforms the queue gave up on (past its own retry limit), taken out of it so their threads'
+   * later turns can run.
+   */
+  takeAbandoned(platforms: readonly Platform[]): Promise<TurnJob[]>;
 }
 
 // ---------------------------------------------------------------------------------------------------------

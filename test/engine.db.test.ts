@@ -518,6 +518,40 @@ describe("late deliveries", () => {
   });
 });
 
+describe("turns the queue gave up on", () => {
+  it("never hold back their thread: the next turn runs, and the abandoned one is still delivered", {
+    timeout: 40_000,
+  }, async () => {
+    // pg-boss gives a job up after two tries here; the platform fails the first two deliveries.
+    const g = await startEngineHarness({ queue: { retryLimit: 1 } });
+    try {
+      let failures = 2;
+      const delivered: string[] = [];
+      g.engine.observe("slack", {
+        async deliver({ turn }) {
+          if (turn.prompt === "a kite" && failures-- > 0) throw new Error("Slack hiccup");
+          delivered.push(turn.prompt);
+        },
+      });
+      const threadKey = `slack:T1:C1:${process.pid}.000300`;
+      const first = await g.engine.submit({ threadKey, kind: "generate", prompt: "a kite", userId: "U1" });
+      await g.engine.submit({ threadKey, kind: "edit", prompt: "make it red", userId: "U1" });
+      await expect
+        .poll(async () => (await g.store.getTurn(first.turn.id))?.deliveryAttempts, { timeout: 20_000 })
+        .toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(delivered).toEqual([]); // the edit waits behind the failed job
+
+      expect(await g.engine.finishAbandonedTurns(["slack"])).toBe(1);
+      await expect.poll(() => delivered.length, { timeout: 20_000 }).toBe(2);
+      expect([...delivered].sort()).toEqual(["a kite", "make it red"]);
+      expect(g.fake.requests).toHaveLength(2); // each drawn once
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 describe("after the provider answered", () => {
   it("a failure before the turn is stored finishes it from the saved result: the image is not bought again", {
     timeout: 30_000,

@@ -127,3 +127,32 @@ it("stop lets running turns finish within the grace, then aborts the rest, which
   expect(ran.sort()).toEqual(["console:me:later#1", "console:me:slow#1"]);
   await next.stop(1_000);
 });
+
+it("a job pg-boss gave up on is taken out, so its thread's later turns run", {
+  timeout: 30_000,
+}, async () => {
+  const strict = new PgBossTurnQueue(
+    { pglite: database.pglite, url: database.databaseUrl },
+    { concurrency: 2, pollingIntervalSeconds: 0.5, retryDelaySeconds: 1, retryLimit: 1 },
+    pino({ level: "silent" }),
+  );
+  await strict.start();
+  try {
+    await strict.enqueue(job("console:me:stuck", 1));
+    await strict.enqueue(job("console:me:stuck", 2));
+    const tries: string[] = [];
+    await strict.work(async (j) => {
+      tries.push(j.turnId);
+      if (j.turnId.endsWith("#1")) throw new Error("always fails");
+    });
+    await waitUntil(() => tries.length === 2, "the first turn's two tries", 15_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(tries).toEqual(["console:me:stuck#1", "console:me:stuck#1"]); // the second waits behind the failed one
+    expect(await strict.takeAbandoned(["slack"])).toEqual([]);
+    expect(await strict.takeAbandoned(["console"])).toEqual([job("console:me:stuck", 1)]);
+    await waitUntil(() => tries.includes("console:me:stuck#2"), "the thread's next turn", 10_000);
+    expect(await strict.takeAbandoned(["console"])).toEqual([]);
+  } finally {
+    await strict.stop(1_000);
+  }
+});

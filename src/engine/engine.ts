@@ -9,6 +9,7 @@ import {
   type OutputFormat,
   type Platform,
   platformOf,
+  TERMINAL_STATUSES,
   type Thread,
   type ThreadKey,
   type Turn,
@@ -57,6 +58,8 @@ export interface EngineOptions {
   maxDeliveryAttempts?: number;
   lateDeliveryRetryMs?: number;
 }
+
+const GAVE_UP_MESSAGE = "This request could not be finished after many tries, so it was given up. Try again.";
 
 const CRASH_LOOP_MESSAGE =
   "This request stopped threadcanvas each time it ran, so it was given up. Try other words or settings.";
@@ -339,6 +342,25 @@ export class Engine implements ConversationEngine {
         "delivery keeps failing; the result waits in the store and is retried slowly until it goes out",
       );
     }
+  }
+
+  /**
+   * Turns whose jobs the queue gave up on (past its retry limit, e.g. handed back at shutdown after shutdown):
+   * one still unfinished fails with a message, and each goes back on the queue once more, for delivery only.
+   * Their threads' later turns run meanwhile.
+   */
+  async finishAbandonedTurns(platforms: readonly Platform[]): Promise<number> {
+    const jobs = await this.#queue.takeAbandoned(platforms);
+    for (const job of jobs) {
+      const turn = await this.#store.getTurn(job.turnId);
+      if (!turn || turn.deliveredAt) continue;
+      if (!TERMINAL_STATUSES.includes(turn.status)) {
+        this.#logger.error({ turnId: turn.id, thread: turn.threadKey }, "the queue gave this turn up");
+        await this.#store.failTurn(turn.id, "gave_up", GAVE_UP_MESSAGE);
+      }
+      await this.#queue.enqueue(job);
+    }
+    return jobs.length;
   }
 
   /**

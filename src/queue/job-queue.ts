@@ -27,6 +27,8 @@ export interface TurnQueueOptions {
   retryDelaySeconds?: number;
   retryDelayMaxSeconds?: number;
   pollingIntervalSeconds?: number;
+  /** Retries before pg-boss gives a job up (tests make it small). */
+  retryLimit?: number;
 }
 
 /**
@@ -40,7 +42,8 @@ export function turnQueueName(platform: Platform): string {
 
 /**
  * Safety net only: the engine gives up on a turn after its own attempt limit and completes the job normally,
- * because under `key_strict_fifo` a job that ends `failed` would hold back every later turn of its thread.
+ * because under `key_strict_fifo` a job that ends `failed` holds back every later turn of its thread. What still
+ * ends failed (a turn handed back at twenty shutdowns in a row) is taken out by `takeAbandoned`.
  */
 const PG_BOSS_RETRY_LIMIT = 20;
 
@@ -68,6 +71,7 @@ export class PgBossTurnQueue implements TurnQueue {
       retryDelaySeconds: 2,
       retryDelayMaxSeconds: 60,
       pollingIntervalSeconds: 1,
+      retryLimit: PG_BOSS_RETRY_LIMIT,
       ...options,
     };
     this.#logger = logger;
@@ -106,7 +110,7 @@ export class PgBossTurnQueue implements TurnQueue {
     const queue = {
       policy: "key_strict_fifo" as const,
       notify: true,
-      retryLimit: PG_BOSS_RETRY_LIMIT,
+      retryLimit: this.#options.retryLimit,
       retryDelay: this.#options.retryDelaySeconds,
       retryBackoff: true,
       retryDelayMax: this.#options.retryDelayMaxSeconds,
@@ -174,6 +178,30 @@ export class PgBossTurnQueue implements TurnQueue {
         },
       );
     }
+  }
+
+  /**
+   * Jobs of these platforms that pg-boss gave up on (failed past their retries), removed from the queue: each
+   * held back every later turn of its thread, which now run. The caller finishes their turns.
+   */
+  async takeAbandoned(platforms: readonly Platform[]): Promise<TurnJob[]> {
+    const taken: TurnJob[] = [];
+    for (const platform of platforms) {
+      const name = turnQueueName(platform);
+      for (const key of await this.#boss.getBlockedKeys(name)) {
+        const failed = (await this.#boss.findJobs<TurnJob>(name, { key })).filter(
+          (job) => job.state === "failed",
+        );
+        if (failed.length === 0) continue;
+        await this.#boss.deleteJob(
+          name,
+          failed.map((job) => job.id),
+        );
+        taken.push(...failed.map((job) => job.data));
+        this.#logger.warn({ thread: key, jobs: failed.length }, "removed jobs the queue gave up on");
+      }
+    }
+    return taken;
   }
 
   /**

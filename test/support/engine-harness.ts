@@ -5,7 +5,7 @@ import pino from "pino";
 import { Engine, type EngineOptions } from "../../src/engine/engine.ts";
 import type { ConversationStore, TurnEvent } from "../../src/ports.ts";
 import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
-import { PgBossTurnQueue } from "../../src/queue/job-queue.ts";
+import { PgBossTurnQueue, type TurnQueueOptions } from "../../src/queue/job-queue.ts";
 import { FsBlobStore } from "../../src/store/blob-store.ts";
 import { PostgresConversationStore } from "../../src/store/conversation-store.ts";
 import { type FakeOpenAI, type FakeOpenAIOptions, startFakeOpenAI } from "../fakes/openai-server.ts";
@@ -37,6 +37,7 @@ export async function startEngineHarness(
     engine?: EngineOptions;
     stream?: boolean;
     openai?: FakeOpenAIOptions;
+    queue?: Partial<TurnQueueOptions>;
     /** Puts something between the engine and the real store (a store that fails at a chosen moment). */
     wrapStore?: (store: ConversationStore) => ConversationStore;
   } = {},
@@ -58,6 +59,7 @@ export async function startEngineHarness(
       pollingIntervalSeconds: 0.5,
       retryDelaySeconds: 1,
       retryDelayMaxSeconds: 2,
+      ...options.queue,
     },
     logger,
   );
