@@ -15,6 +15,7 @@ import {
   MessageType,
   ModalBuilder,
   PermissionFlagsBits,
+  REST,
   Routes,
   SlashCommandBuilder,
   StringSelectMenuBuilder,
@@ -468,6 +469,234 @@ describe("messages and threads", () => {
 
     fake.allowChannel(locked.id);
     await expect(channel.send("hello")).resolves.toMatchObject({ content: "hello" });
+  });
+});
+
+/** A new text channel the client has cached: its own rate-limit buckets, its own nonces. */
+async function newChannel(name: string): Promise<TextChannel> {
+  const created = next(Events.ChannelCreate);
+  const record = fake.addChannel(name);
+  const [channel] = await created;
+  expect(channel.id).toBe(record.id);
+  return channel as TextChannel;
+}
+
+const CREATE = "POST /channels/{channel}/messages";
+const creates = (channelId: string) =>
+  fake.calls.filter((c) => c.route === CREATE && c.path === `/channels/${channelId}/messages`);
+
+/** discord.js's REST client on its own, with a short timeout, for calls that hang. */
+function impatientRest(options: { timeout: number; retries: number }): REST {
+  return new REST({ api: fake.apiUrl, offset: 0, ...options }).setToken(fake.botToken);
+}
+
+/** The fields a 50035 Invalid Form Body names. */
+const fieldsIn = (error: DiscordAPIError) =>
+  Object.keys(("errors" in error.rawError ? error.rawError.errors : undefined) ?? {});
+
+describe("nonces", () => {
+  it("with enforce_nonce, a repeated nonce gets the first message back and creates nothing", async () => {
+    const channel = await newChannel("nonces");
+    const first = await channel.send({ content: "first", nonce: "turn-1", enforceNonce: true });
+    expect(first.nonce).toBe("turn-1");
+    const again = await channel.send({ content: "second", nonce: "turn-1", enforceNonce: true });
+    expect([again.id, again.content]).toEqual([first.id, "first"]);
+    expect(fake.messages(channel.id).map((m) => m.content)).toEqual(["first"]);
+
+    // Without enforce_nonce the same nonce makes a new message, as does the same nonce in another channel.
+    const loose = await channel.send({ content: "loose", nonce: "turn-1" });
+    expect(loose.id).not.toBe(first.id);
+    const other = await newChannel("nonces-too");
+    const elsewhere = await other.send({ content: "elsewhere", nonce: "turn-1", enforceNonce: true });
+    expect(elsewhere.id).not.toBe(first.id);
+
+    // An integer nonce is a nonce too.
+    const numbered = await other.send({ content: "n", nonce: 4242, enforceNonce: true });
+    expect((await other.send({ content: "n2", nonce: 4242, enforceNonce: true })).id).toBe(numbered.id);
+
+    // "The past few minutes" (5 in the fake, on its clock): later, the nonce is free again.
+    fake.advanceTime(5 * 60 * 1000 + 1000);
+    const later = await channel.send({ content: "later", nonce: "turn-1", enforceNonce: true });
+    expect(later.id).not.toBe(first.id);
+    expect(fake.messages(channel.id).map((m) => m.content)).toEqual(["first", "loose", "later"]);
+  });
+
+  it("refuses nonces Discord refuses: over 25 characters, not a string or an integer (50035)", async () => {
+    const channel = await newChannel("nonce-rules");
+    const tooLong = await apiError(channel.send({ content: "x", nonce: "n".repeat(26), enforceNonce: true }));
+    expect([tooLong.code, fieldsIn(tooLong)]).toEqual([50035, ["nonce"]]);
+    // discord.js itself refuses these, so they go through its REST client.
+    const post = (body: Record<string, unknown>) =>
+      client.rest.post(Routes.channelMessages(channel.id), { body: { content: "x", ...body } });
+    for (const nonce of [1.5, true]) expect((await apiError(post({ nonce }))).code).toBe(50035);
+    const enforce = await apiError(post({ nonce: "ok", enforce_nonce: "yes" }));
+    expect(fieldsIn(enforce)).toEqual(["enforce_nonce"]);
+    await expect(post({ nonce: "n".repeat(25), enforce_nonce: true })).resolves.toMatchObject({
+      nonce: "n".repeat(25),
+    });
+  });
+});
+
+describe("rate limits", () => {
+  it("answers like Discord: bucket headers on every answer, then 429 with Retry-After", async () => {
+    const channel = await newChannel("headers");
+    const post = (channelId: string) =>
+      fetch(`${fake.apiUrl}/v10/channels/${channelId}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bot ${fake.botToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ content: "hi" }),
+      });
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await post(channel.id));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(answers.map((r) => r.headers.get("x-ratelimit-remaining"))).toEqual([
+      "4",
+      "3",
+      "2",
+      "1",
+      "0",
+      "0",
+    ]);
+    const bucket = answers[0]?.headers.get("x-ratelimit-bucket");
+    expect(bucket).toMatch(/^[0-9a-f]{32}$/);
+    for (const answer of answers) {
+      expect(answer.headers.get("x-ratelimit-limit")).toBe("5");
+      expect(answer.headers.get("x-ratelimit-bucket")).toBe(bucket);
+      expect(Number(answer.headers.get("x-ratelimit-reset-after"))).toBeLessThanOrEqual(5);
+    }
+    const limited = answers[5];
+    expect(limited?.headers.get("x-ratelimit-scope")).toBe("user");
+    expect(Number(limited?.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    const body = (await limited?.json()) as { retry_after: number };
+    expect(body).toMatchObject({ message: "You are being rate limited.", global: false });
+    expect(body.retry_after).toBeGreaterThan(0);
+    expect(fake.messages(channel.id)).toHaveLength(5);
+    expect(creates(channel.id).at(-1)?.rateLimit).toMatchObject({ bucket, limit: 5, limited: "user" });
+
+    // Each channel has its own count; routes without a bucket carry no headers.
+    expect((await post(fake.channelId)).status).toBe(200);
+    const me = await fetch(`${fake.apiUrl}/v10/users/@me`, {
+      headers: { authorization: `Bot ${fake.botToken}` },
+    });
+    expect(me.headers.get("x-ratelimit-bucket")).toBeNull();
+  });
+
+  it("discord.js waits a bucket out: a burst of sends all arrive, never more than the limit per window", async () => {
+    const limit = 3;
+    const windowMs = 1000;
+    fake.setRateLimits({ buckets: [{ routes: [CREATE], per: "channel", limit, windowMs }] });
+    try {
+      const channel = await newChannel("burst");
+      const sent = await Promise.all(Array.from({ length: 8 }, (_, i) => channel.send(`burst ${i}`)));
+      expect(new Set(sent.map((m) => m.id)).size).toBe(8);
+      expect(fake.messages(channel.id)).toHaveLength(8);
+
+      // The fake let at most `limit` through per window; whatever it refused (429), discord.js sent again.
+      const calls = creates(channel.id);
+      const admitted = calls.filter((c) => c.status === 200);
+      expect(admitted).toHaveLength(8);
+      expect(calls.filter((c) => c.status === 429).every((c) => c.rateLimit?.limited === "user")).toBe(true);
+      // Each window opens with `limit - 1` left: 8 sends need 3 windows, so the last came 2 windows after the first.
+      const windows = admitted.filter((c) => c.rateLimit?.remaining === limit - 1);
+      expect(windows.length).toBeGreaterThanOrEqual(Math.ceil(8 / limit));
+      const span = (admitted.at(-1)?.at ?? 0) - (admitted[0]?.at ?? 0);
+      expect(span).toBeGreaterThanOrEqual(2 * windowMs - 100);
+    } finally {
+      fake.setRateLimits({});
+    }
+  });
+
+  it("discord.js waits out the global limit after a 429 with X-RateLimit-Global", async () => {
+    fake.setRateLimits({ buckets: [], global: { limit: 4, windowMs: 1000 } });
+    try {
+      const before = fake.calls.length;
+      const users = await Promise.all(
+        Array.from({ length: 7 }, () => client.rest.get(Routes.user()) as Promise<{ id: string }>),
+      );
+      expect(users.every((u) => u.id === fake.botUser.id)).toBe(true);
+      const calls = fake.calls.slice(before).filter((c) => c.route === "GET /users/@me");
+      expect(calls.filter((c) => c.status === 200)).toHaveLength(7);
+      const refused = calls.filter((c) => c.status === 429);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(refused.every((c) => c.rateLimit?.limited === "global")).toBe(true);
+
+      // Interaction callbacks carry no bot token: the global limit does not bind them.
+      const handle = fake.slashCommand({ name: "imagine", options: { prompt: "x" } });
+      const interaction = await nextCommand(handle.id);
+      const me = () =>
+        fetch(`${fake.apiUrl}/v10/users/@me`, { headers: { authorization: `Bot ${fake.botToken}` } });
+      let last = await me();
+      for (let i = 0; i < 5 && last.status === 200; i++) last = await me();
+      expect([last.status, last.headers.get("x-ratelimit-global")]).toEqual([429, "true"]);
+      expect(await last.json()).toMatchObject({ global: true });
+      await interaction.deferReply();
+      expect((await handle.waitForAck()).type).toBe(5);
+      expect(fake.calls.findLast((c) => c.route?.endsWith("/callback"))).toMatchObject({ status: 204 });
+    } finally {
+      fake.setRateLimits({});
+    }
+  });
+
+  it("can be turned off", async () => {
+    fake.setRateLimits(false);
+    try {
+      const channel = await newChannel("unlimited");
+      const started = Date.now();
+      await Promise.all(Array.from({ length: 8 }, (_, i) => channel.send(`free ${i}`)));
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(creates(channel.id).every((c) => c.status === 200 && c.rateLimit === undefined)).toBe(true);
+    } finally {
+      fake.setRateLimits({});
+    }
+  });
+});
+
+describe("hung calls", () => {
+  it("never answers a hung call: discord.js gives up after its timeout, and nothing was created", async () => {
+    const rest = impatientRest({ timeout: 200, retries: 0 });
+    fake.failNext(CREATE, { hang: true });
+    const started = Date.now();
+    const error = await rest
+      .post(Routes.channelMessages(fake.channelId), { body: { content: "lost" } })
+      .catch((e: unknown) => e);
+    expect((error as Error).name).toBe("AbortError");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(fake.calls.at(-1)).toMatchObject({ route: CREATE, status: 0, hung: { processed: false } });
+    expect(fake.messages().some((m) => m.content === "lost")).toBe(false);
+    await fake.waitFor(() => fake.hungRequests === 0, 2000, "the client to hang up");
+  });
+
+  it("with processed, creates the message and then hangs: a retry makes it twice unless enforce_nonce", async () => {
+    const channel = await newChannel("retries");
+    const rest = impatientRest({ timeout: 200, retries: 1 });
+    const send = (body: Record<string, unknown>) =>
+      rest.post(Routes.channelMessages(channel.id), { body }) as Promise<{ id: string }>;
+
+    fake.failNext(CREATE, { hang: true, processed: true });
+    await send({ content: "twice" });
+    expect(fake.messages(channel.id).map((m) => m.content)).toEqual(["twice", "twice"]);
+
+    fake.failNext(CREATE, { hang: true, processed: true });
+    const once = await send({ content: "once", nonce: "turn-7", enforce_nonce: true });
+    expect(fake.messages(channel.id).map((m) => m.content)).toEqual(["twice", "twice", "once"]);
+    const [hung, retry] = creates(channel.id).slice(-2);
+    expect(hung).toMatchObject({ status: 200, hung: { processed: true } });
+    expect(retry).toMatchObject({ status: 200 });
+    expect(retry?.hung).toBeUndefined();
+    expect(fake.message(once.id)?.content).toBe("once");
+  });
+
+  it("closes promptly with a request still hanging", async () => {
+    const other = await startFakeDiscord();
+    other.failNext("GET /users/@me", { hang: true });
+    const pending = fetch(`${other.apiUrl}/v10/users/@me`, {
+      headers: { authorization: `Bot ${other.botToken}` },
+    });
+    await other.waitFor(() => other.hungRequests === 1, 2000, "the hung request");
+    const started = Date.now();
+    await other.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(pending).rejects.toThrow();
   });
 });
 

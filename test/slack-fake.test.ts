@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { App, isValidSlackRequest, LogLevel, SocketModeReceiver, verifySlackRequest } from "@slack/bolt";
 import { SocketModeClient } from "@slack/socket-mode";
-import { ErrorCode, type WebAPIPlatformError, WebClient } from "@slack/web-api";
+import { ErrorCode, type WebAPIPlatformError, type WebAPIRateLimitedError, WebClient } from "@slack/web-api";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { makePng } from "./fakes/images.ts";
 import { type FakeSlack, signatureHeaders, startFakeSlack } from "./fakes/slack-server.ts";
@@ -241,6 +241,175 @@ describe("Web API", () => {
     expect(fake.messages("C0001").map((m) => m.text)).toEqual(["public"]);
     fake.advanceClock(31 * 60 * 1000);
     expect(await (await post(later, { text: "late" })).text()).toBe("expired_url");
+  });
+});
+
+describe("rate limits", () => {
+  /** A client that reports a 429 instead of waiting it out. */
+  const strict = () =>
+    new WebClient(fake.botToken, {
+      slackApiUrl: fake.apiUrl,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      logLevel: LogLevel.ERROR,
+    });
+  const rateLimited = (promise: Promise<unknown>) =>
+    promise.then(
+      () => expect.unreachable("expected a rate-limited error"),
+      (e: WebAPIRateLimitedError) => {
+        expect(e.code).toBe(ErrorCode.RateLimitedError);
+        return e;
+      },
+    );
+
+  it("lets chat.postMessage burst a little, then about one message per second per channel", async () => {
+    const web = strict();
+    for (let i = 0; i < 5; i++) await web.chat.postMessage({ channel: "C0001", text: `burst ${i}` });
+    expect(
+      (await rateLimited(web.chat.postMessage({ channel: "#general", text: "one too many" }))).retryAfter,
+    ).toBe(1);
+    expect(fake.calls.at(-1)).toMatchObject({
+      method: "chat.postMessage",
+      ok: false,
+      error: "ratelimited",
+      rateLimited: { scope: "channel", retryAfterSeconds: 1 },
+    });
+    // Another channel has its own allowance; a post that fails is not a message and takes none.
+    await web.chat.postMessage({ channel: "C0002", text: "elsewhere" });
+    expect((await platformError(web.chat.postMessage({ channel: "C0002", text: "" }))).data.error).toBe(
+      "no_text",
+    );
+
+    // On the wire: HTTP 429, Slack's body, Retry-After in seconds.
+    const raw = await fetch(`${fake.apiUrl}chat.postMessage`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${fake.botToken}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ channel: "C0001", text: "raw" }),
+    });
+    expect([raw.status, raw.headers.get("retry-after"), await raw.json()]).toEqual([
+      429,
+      "1",
+      { ok: false, error: "ratelimited" },
+    ]);
+
+    // A client that waits rate limits out (the default) gets through a second later.
+    const patient = new WebClient(fake.botToken, {
+      slackApiUrl: fake.apiUrl,
+      retryConfig: { retries: 1, minTimeout: 0, maxTimeout: 0 },
+      logLevel: LogLevel.ERROR,
+    });
+    const started = Date.now();
+    await expect(patient.chat.postMessage({ channel: "C0001", text: "patient" })).resolves.toMatchObject({
+      ok: true,
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(fake.messages("C0001").map((m) => m.text)).toEqual([
+      ...Array.from({ length: 5 }, (_, i) => `burst ${i}`),
+      "patient",
+    ]);
+  });
+
+  it("holds each method to its tier: apps.connections.open is Tier 1, refused until a minute has passed", async () => {
+    const app = new WebClient(fake.appToken, {
+      slackApiUrl: fake.apiUrl,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      logLevel: LogLevel.ERROR,
+    });
+    for (let i = 0; i < 3; i++) expect((await app.apps.connections.open()).ok).toBe(true);
+    const limited = await rateLimited(app.apps.connections.open());
+    expect(limited.retryAfter).toBeGreaterThan(50);
+    expect(fake.calls.at(-1)?.rateLimited).toMatchObject({ scope: "method" });
+    // Other methods have their own counts.
+    expect((await client.auth.test()).ok).toBe(true);
+
+    fake.setRateLimits({ tiers: { 3: { perMinute: 60, burst: 2 } } });
+    try {
+      const web = strict();
+      const root = await web.chat.postMessage({ channel: "C0001", text: "root" });
+      for (const text of ["a", "b"]) await web.chat.update({ channel: "C0001", ts: String(root.ts), text });
+      const update = web.chat.update({ channel: "C0001", ts: String(root.ts), text: "c" });
+      expect((await rateLimited(update)).retryAfter).toBe(1);
+      expect(fake.message("C0001", String(root.ts))?.text).toBe("b");
+    } finally {
+      fake.setRateLimits({});
+    }
+  });
+
+  it("can be turned off", async () => {
+    fake.setRateLimits(false);
+    try {
+      const web = strict();
+      for (let i = 0; i < 12; i++) await web.chat.postMessage({ channel: "C0001", text: `free ${i}` });
+      expect(fake.calls.every((c) => c.ok && !c.rateLimited)).toBe(true);
+    } finally {
+      fake.setRateLimits({});
+    }
+  });
+});
+
+describe("hung calls", () => {
+  /** A client that gives up after 200 ms and never retries. */
+  const impatient = () =>
+    new WebClient(fake.botToken, {
+      slackApiUrl: fake.apiUrl,
+      timeout: 200,
+      retryConfig: { retries: 0 },
+      logLevel: LogLevel.ERROR,
+    });
+  const timedOut = async (promise: Promise<unknown>) => {
+    const started = Date.now();
+    const error = await promise.then(
+      () => expect.unreachable("expected a timeout"),
+      (e: unknown) => e,
+    );
+    expect((error as { code?: string }).code).toBe(ErrorCode.RequestError);
+    expect(Date.now() - started).toBeLessThan(2000);
+  };
+  const noneHanging = async () => {
+    for (let i = 0; i < 100 && fake.hungRequests > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fake.hungRequests).toBe(0);
+  };
+
+  it("never answers a hung call: the client times out, and nothing was posted", async () => {
+    fake.failNext("chat.postMessage", { hang: true });
+    await timedOut(impatient().chat.postMessage({ channel: "C0001", text: "lost" }));
+    expect(fake.calls.at(-1)).toMatchObject({ method: "chat.postMessage", hung: { processed: false } });
+    expect(fake.messages("C0001")).toEqual([]);
+    await noneHanging();
+  });
+
+  it("with processed, posts and then hangs: the client sees a timeout, the channel sees the message", async () => {
+    fake.failNext("chat.postMessage", { hang: true, processed: true });
+    await timedOut(impatient().chat.postMessage({ channel: "C0001", text: "posted anyway" }));
+    expect(fake.calls.at(-1)).toMatchObject({ hung: { processed: true } });
+    expect(fake.messages("C0001").map((m) => m.text)).toEqual(["posted anyway"]);
+
+    // The upload URL too: the bytes arrive, the answer never does.
+    fake.failNext("upload", { hang: true, processed: true });
+    const file = Buffer.from("hello");
+    await timedOut(impatient().files.uploadV2({ channel_id: "C0001", file, filename: "a.txt" }));
+    expect(fake.uploads).toMatchObject([{ filename: "a.txt", completed: false, hung: { processed: true } }]);
+    expect(fake.uploads[0]?.bytes?.equals(file)).toBe(true);
+    await noneHanging();
+  });
+
+  it("closes promptly with a request still hanging", async () => {
+    const other = await startFakeSlack();
+    other.failNext("auth.test", { hang: true });
+    const pending = fetch(`${other.apiUrl}auth.test`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${other.botToken}` },
+    });
+    for (let i = 0; i < 200 && other.hungRequests === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(other.hungRequests).toBe(1);
+    const started = Date.now();
+    await other.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(pending).rejects.toThrow();
   });
 });
 

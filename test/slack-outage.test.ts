@@ -6,10 +6,10 @@ import { type EngineHarness, startEngineHarness } from "./support/engine-harness
 import { waitUntil } from "./support/wait.ts";
 
 /**
- * Slack failing for a while, through the real Bolt app and engine: a delivery that keeps failing is not dropped
- * (it is late, retried slowly, and says so when it goes out), and the thread's next turns are not held behind it.
- * The give-up window is short here (two failed attempts, retried every 300 ms); in production it is 15 attempts,
- * then every five minutes.
+ * Slack failing, through the real Bolt app and engine. A call that hangs is given up after the time limit (1 s
+ * here, 10 s in production) and never posted twice, even when Slack did post it. A delivery that keeps failing is
+ * not dropped: it is late, retried slowly, and says so when it goes out. The give-up window is short here (two
+ * failed attempts, retried every 300 ms); in production it is 15 attempts, then every five minutes.
  */
 const CHANNEL = "C0001";
 let h: EngineHarness;
@@ -27,6 +27,7 @@ beforeAll(async () => {
     apiUrl: slack.apiUrl,
     signingSecret: slack.signingSecret,
     port: 0,
+    timeoutMs: 1_000,
   });
   url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
   slack.setEchoTarget(url);
@@ -76,4 +77,58 @@ it("a result Slack could not take for long goes out once it answers again, marke
   expect(results[0]?.text).toMatch(/^⏱ Arriving late/);
   expect(slack.message(CHANNEL, root.ts)?.text).toContain("Done");
   expect(h.fake.requests).toHaveLength(1); // drawn once
+});
+
+/** Waits for /imagine's result: its upload, its closing message and the root saying done. */
+async function finished(rootTs: string): Promise<void> {
+  await waitUntil(
+    () => slack.uploads.some((u) => u.completed && u.thread_ts === rootTs),
+    "the upload",
+    30_000,
+  );
+  await waitUntil(
+    () => slack.message(CHANNEL, rootTs)?.text.includes("Done"),
+    "the root saying done",
+    30_000,
+  );
+}
+
+it("a root message Slack posted but never answered for is found after the time limit, not posted again", {
+  timeout: 60_000,
+}, async () => {
+  slack.failNext("chat.postMessage", { hang: true, processed: true });
+  const ack = await slack.sendSlashCommand(url, {
+    text: "a lighthouse",
+    channel_id: CHANNEL,
+    user_id: "U0001",
+  });
+  expect(ack.ok).toBe(true);
+  const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+  await finished(root.ts);
+  expect(ours(slack.messages(CHANNEL))).toHaveLength(1); // one root, though the first post timed out
+  expect(slack.calls.some((c) => c.method === "conversations.history")).toBe(true); // looked for it first
+});
+
+it("a closing message Slack posted but never answered for is not posted twice", {
+  timeout: 60_000,
+}, async () => {
+  h.fake.setLatency(1_000); // time to arm the hang after the root is posted
+  try {
+    const ack = await slack.sendSlashCommand(url, {
+      text: "a harbour",
+      channel_id: CHANNEL,
+      user_id: "U0001",
+    });
+    expect(ack.ok).toBe(true);
+    const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+    slack.failNext("chat.postMessage", { hang: true, processed: true });
+    await finished(root.ts);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const replies = ours(slack.messages(CHANNEL, root.ts)).filter((m) => m.ts !== root.ts);
+    expect(replies.filter((m) => /Version 1/.test(m.text))).toHaveLength(1);
+    expect(slack.uploads.filter((u) => u.completed)).toHaveLength(1);
+    expect(h.fake.requests).toHaveLength(1);
+  } finally {
+    h.fake.setLatency(0);
+  }
 });

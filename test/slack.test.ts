@@ -79,6 +79,9 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
   });
   beforeEach(() => {
     h.fake.reset();
+    // Each test starts with Slack's rate limits fresh, as if it ran alone (the default limits, refilled);
+    // test/slack-load.test.ts is where they bite.
+    slack.setRateLimits({});
   });
 
   const uploadsIn = (rootTs: string) => slack.uploads.filter((u) => u.completed && u.thread_ts === rootTs);

@@ -10,6 +10,7 @@ import {
 import { type ImageRecord, imageFileName, type Thread, type Turn } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, FinishedEvent, ProgressEvent, Submitted } from "../../src/ports.ts";
+import { TurnViews } from "../shared/delivery.ts";
 import { progressStatus, type StatusLine } from "../shared/render.ts";
 import {
   errorCode,
@@ -78,7 +79,7 @@ export class DiscordDelivery {
   readonly #whenConnected: () => Promise<void>;
   readonly #gateOf: (turn: Turn) => Promise<void>;
   /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
-  readonly #views = new Map<string, TurnView>();
+  readonly #views: TurnViews;
 
   constructor(options: DeliveryOptions) {
     this.#client = options.client;
@@ -87,6 +88,9 @@ export class DiscordDelivery {
     this.#log = options.logger;
     this.#whenConnected = options.whenConnected;
     this.#gateOf = options.acknowledged;
+    this.#views = new TurnViews((error, turnId) =>
+      this.#log.warn({ err: error, turnId }, "progress update failed"),
+    );
   }
 
   get #botId(): string | undefined {
@@ -100,7 +104,7 @@ export class DiscordDelivery {
   progress(event: ProgressEvent): void {
     const status = progressStatus(event);
     const preview = event.type === "partial" ? event.partial.bytes : null;
-    this.#view(event.turn.id).update(() => this.#showProgress(event.turn, status, preview));
+    this.#views.update(event.turn.id, () => this.#showProgress(event.turn, status, preview));
   }
 
   /**
@@ -118,24 +122,10 @@ export class DiscordDelivery {
   }
 
   deliver(event: FinishedEvent, signal?: AbortSignal): Promise<void> {
-    const view = this.#view(event.turn.id);
-    return view
-      .finish(() => {
-        signal?.throwIfAborted(); // handed back while earlier progress edits were still going out
-        return this.#deliverNow(event);
-      })
-      .finally(() => this.#views.delete(event.turn.id));
-  }
-
-  #view(turnId: string): TurnView {
-    let view = this.#views.get(turnId);
-    if (!view) {
-      view = new TurnView((error) => this.#log.warn({ err: error, turnId }, "progress update failed"));
-      this.#views.set(turnId, view);
-      // Turns delivered by another process never finish here.
-      if (this.#views.size > 1000) this.#views.delete(this.#views.keys().next().value as string);
-    }
-    return view;
+    return this.#views.finish(event.turn.id, () => {
+      signal?.throwIfAborted(); // handed back while earlier progress edits were still going out
+      return this.#deliverNow(event);
+    });
   }
 
   /**
@@ -466,37 +456,6 @@ interface FinalBody {
   /** Byte size of each file. */
   sizes: number[];
   allowedMentions: MessageMentionOptions;
-}
-
-/** Progress and delivery of one turn, applied in order; pending progress coalesces to the newest. */
-class TurnView {
-  #chain: Promise<void> = Promise.resolve();
-  #pending: (() => Promise<void>) | null = null;
-  #finished = false;
-  readonly #onError: (error: unknown) => void;
-
-  constructor(onError: (error: unknown) => void) {
-    this.#onError = onError;
-  }
-
-  update(apply: () => Promise<void>): void {
-    if (this.#finished) return;
-    const scheduled = this.#pending !== null;
-    this.#pending = apply;
-    if (scheduled) return;
-    this.#chain = this.#chain.then(async () => {
-      const next = this.#pending;
-      this.#pending = null;
-      await next?.().catch(this.#onError);
-    });
-  }
-
-  finish(deliver: () => Promise<void>): Promise<void> {
-    this.#finished = true;
-    const run = this.#chain.then(deliver);
-    this.#chain = run.catch(() => {});
-    return run;
-  }
 }
 
 function requireChannel(channel: GuildTextBasedChannel | null | undefined): GuildTextBasedChannel {

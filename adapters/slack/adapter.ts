@@ -2,7 +2,7 @@ import { Server } from "node:http";
 import type { App } from "@slack/bolt";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { createBoltApp, createPostingClient, type SlackConnection } from "./client.ts";
+import { createBoltApp, createPostingClient, type SlackConnection, withRateLimits } from "./client.ts";
 import { SlackDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
 import { registerSlackInbound } from "./inbound.ts";
@@ -65,7 +65,7 @@ export class SlackAdapter {
 
   /** Connects (Socket Mode) or listens (HTTP); returns the HTTP port, which matters when `port` was 0. */
   async start(): Promise<number | null> {
-    this.#botUserId = (await this.app.client.auth.test()).user_id;
+    this.#botUserId = (await withRateLimits(() => this.app.client.auth.test())).user_id;
     const started: unknown = await this.app.start(this.#options.port ?? 3000);
     const address = started instanceof Server ? started.address() : null;
     const port = address && typeof address === "object" ? address.port : null;

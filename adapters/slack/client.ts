@@ -11,11 +11,13 @@ import { type Logger, redactUrlSecrets } from "../../src/logger.ts";
  * The policy, chosen so that no call can stall a turn for long and no message can appear twice:
  * - Every Web API call gives up after `timeoutMs` (10 s by default; the SDK's default is no limit).
  * - Reads and edits (`conversations.*`, `chat.update`, `auth.test`) can be repeated safely: a few quick retries,
- *   seconds in all, on timeouts, network errors, 5xx and rate limits (the SDK's default is ten over ~30 minutes).
+ *   seconds in all, on timeouts, network errors and 5xx (the SDK's default is ten over ~30 minutes).
  * - Posts (`chat.postMessage`, `chat.postEphemeral`, file uploads, `response_url`) are never repeated on a
  *   timeout, a dropped connection or a 5xx: the post may have gone through, and a second one would show twice.
- *   The delivery fails instead, and its next attempt reads the thread back before posting. A rate limit (429:
- *   Slack did nothing) is waited out and retried, a few times.
+ *   The delivery fails instead, and its next attempt reads the thread back before posting.
+ * - Rate limits (429: Slack did nothing with the call) are waited out, as long as Slack says, for up to two
+ *   minutes per call (`withRateLimits`): a burst in one channel is slowed to Slack's pace (about a message a
+ *   second), not dropped.
  */
 
 export interface SlackConnection {
@@ -37,10 +39,8 @@ const CALL_TIMEOUT_MS = 10_000;
 /** Reads and edits: seconds of retrying, not the SDK's half hour. */
 const REPEATABLE_RETRIES: RetryOptions = { retries: 2, factor: 2, minTimeout: 500, maxTimeout: 4_000 };
 
-/** Rate limits a post waits out before the delivery fails and is retried by the queue. */
-const RATE_LIMIT_WAITS = 3;
-/** The longest single wait a post accepts from `Retry-After`. */
-const MAX_RATE_LIMIT_WAIT_MS = 30_000;
+/** How long one call may wait out rate limits in all before it fails (and the queue retries the delivery). */
+const RATE_LIMIT_PATIENCE_MS = 120_000;
 
 /** The Bolt app; its `client` is the one for reads and edits. */
 export function createBoltApp(connection: SlackConnection, log: Logger): App {
@@ -60,13 +60,15 @@ export function createBoltApp(connection: SlackConnection, log: Logger): App {
       ...(connection.apiUrl ? { slackApiUrl: connection.apiUrl } : {}),
       timeout: connection.timeoutMs ?? CALL_TIMEOUT_MS,
       retryConfig: REPEATABLE_RETRIES,
+      // Rate limits come back to `withRateLimits`, which waits them out without spending the retries above.
+      rejectRateLimitedCalls: true,
     },
     logger: boltLogger(log),
     logLevel: LogLevel.INFO,
   });
 }
 
-/** The client for posts: never retried by the SDK (see `post`). */
+/** The client for posts: never retried by the SDK (rate limits: see `withRateLimits`). */
 export function createPostingClient(connection: SlackConnection, log: Logger): WebClient {
   return new WebClient(connection.botToken, {
     ...(connection.apiUrl ? { slackApiUrl: connection.apiUrl } : {}),
@@ -78,16 +80,20 @@ export function createPostingClient(connection: SlackConnection, log: Logger): W
 }
 
 /**
- * A post through the posting client: a rate limit is waited out and the post sent again (Slack did nothing
- * with it); any other failure is the caller's, unretried. Stops waiting when `signal` aborts.
+ * A Web API call made again after each rate limit, once Slack's `Retry-After` has passed (Slack did nothing
+ * with a rate-limited call), for up to two minutes in all; any other failure is the caller's. Stops waiting
+ * when `signal` aborts.
  */
-export async function post<T>(send: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  for (let waits = 0; ; waits++) {
+export async function withRateLimits<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const giveUpAt = Date.now() + RATE_LIMIT_PATIENCE_MS;
+  for (;;) {
     try {
-      return await send();
+      return await call();
     } catch (error) {
-      if (!(error instanceof WebAPIRateLimitedError) || waits >= RATE_LIMIT_WAITS) throw error;
-      await sleep(Math.min(error.retryAfter * 1000, MAX_RATE_LIMIT_WAIT_MS), undefined, { signal });
+      if (!(error instanceof WebAPIRateLimitedError)) throw error;
+      const waitMs = Math.max(error.retryAfter, 1) * 1000;
+      if (Date.now() + waitMs > giveUpAt) throw error;
+      await sleep(waitMs, undefined, { signal });
     }
   }
 }

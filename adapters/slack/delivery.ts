@@ -1,9 +1,10 @@
-import type { ChatPostMessageArguments, WebClient } from "@slack/web-api";
+import { type ChatPostMessageArguments, WebAPIRateLimitedError, type WebClient } from "@slack/web-api";
 import { imageFileName, type Turn } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, FinishedEvent, ProgressEvent } from "../../src/ports.ts";
+import { TurnViews } from "../shared/delivery.ts";
 import { progressStatus, type StatusLine } from "../shared/render.ts";
-import { allMessages, post } from "./client.ts";
+import { allMessages, withRateLimits } from "./client.ts";
 import {
   failureMessage,
   headMovedMessage,
@@ -31,6 +32,8 @@ export class SlackDelivery {
   readonly #botUserId: () => string | undefined;
   /** Status messages being posted for turns submitted here; progress for a turn waits for its message. */
   readonly #statusPosts = new Map<string, Promise<void>>();
+  /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
+  readonly #views: TurnViews;
 
   constructor(deps: {
     /** Reads and edits (the Bolt app's client). */
@@ -48,6 +51,9 @@ export class SlackDelivery {
     this.#threads = deps.threads;
     this.#log = deps.logger;
     this.#botUserId = deps.botUserId;
+    this.#views = new TurnViews((error, turnId) =>
+      this.#log.warn({ err: error, turnId }, "progress update failed"),
+    );
   }
 
   /**
@@ -66,7 +72,7 @@ export class SlackDelivery {
   async #postStatus(turn: Turn, position: number): Promise<void> {
     const meta = await this.#threads.rooted(turn.threadKey);
     if (!meta) return;
-    const posted = await post(() =>
+    const posted = await withRateLimits(() =>
       this.#posts.chat.postMessage({
         channel: meta.channel,
         thread_ts: meta.rootTs,
@@ -76,9 +82,16 @@ export class SlackDelivery {
     await this.#engine.saveTurnMessage(turn.id, "status", String(posted.ts));
   }
 
-  async progress(event: ProgressEvent): Promise<void> {
-    if (event.type === "queued") return; // shown when the turn was submitted
-    await this.#updateStatus(event.turn, progressStatus(event));
+  /**
+   * Progress edits the turn's status line, one edit at a time and only the newest when Slack is slow. Stream
+   * previews are not counted on Slack (it shows no preview images): `chat.update` is a Tier 3 method, 50 edits a
+   * minute for the whole workspace, and the edits that say "done" need them more.
+   */
+  progress(event: ProgressEvent): void {
+    if (event.type === "queued" || event.type === "partial") return; // queued: shown when it was submitted
+    this.#views.update(event.turn.id, () =>
+      this.#updateStatus(event.turn, progressStatus(event), "progress"),
+    );
   }
 
   /**
@@ -86,7 +99,14 @@ export class SlackDelivery {
    * turn's metadata, then updates the status line. A redelivery first reads the thread back and skips what is
    * already there, so a crash anywhere in here ends with each image and each message posted once.
    */
-  async deliver(
+  deliver(event: FinishedEvent, signal?: AbortSignal): Promise<void> {
+    return this.#views.finish(event.turn.id, () => {
+      signal?.throwIfAborted(); // handed back while earlier progress edits were still going out
+      return this.#deliverNow(event, signal);
+    });
+  }
+
+  async #deliverNow(
     { turn, thread, images, redelivery, late }: FinishedEvent,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -121,7 +141,7 @@ export class SlackDelivery {
           alt_text: origin.slice(0, 1000),
         })),
       );
-      await post(
+      await withRateLimits(
         () =>
           this.#posts.files.uploadV2({
             channel_id: meta.channel,
@@ -137,7 +157,7 @@ export class SlackDelivery {
   }
 
   #postInThread(message: ChatPostMessageArguments, signal: AbortSignal | undefined) {
-    return post(() => this.#posts.chat.postMessage(message), signal);
+    return withRateLimits(() => this.#posts.chat.postMessage(message), signal);
   }
 
   /**
@@ -148,13 +168,15 @@ export class SlackDelivery {
     const files = new Set<string>();
     let closed = false;
     const replies = allMessages((cursor) =>
-      this.#client.conversations.replies({
-        channel: meta.channel,
-        ts: meta.rootTs,
-        include_all_metadata: true,
-        limit: 200,
-        ...(cursor ? { cursor } : {}),
-      }),
+      withRateLimits(() =>
+        this.#client.conversations.replies({
+          channel: meta.channel,
+          ts: meta.rootTs,
+          include_all_metadata: true,
+          limit: 200,
+          ...(cursor ? { cursor } : {}),
+        }),
+      ),
     );
     const botUserId = this.#botUserId();
     for await (const message of replies) {
@@ -170,8 +192,12 @@ export class SlackDelivery {
     return { files, closed };
   }
 
-  /** Edits the message showing the turn: its status reply, or the root for the turn a /imagine started. */
-  async #updateStatus(turn: Turn, status: StatusLine): Promise<void> {
+  /**
+   * Edits the message showing the turn: its status reply, or the root for the turn a /imagine started. A final
+   * status waits out rate limits; a progress edit that is rate limited is skipped (the next one, or the final
+   * one, says more anyway).
+   */
+  async #updateStatus(turn: Turn, status: StatusLine, kind: "progress" | "final" = "final"): Promise<void> {
     await this.#statusPosts.get(turn.id);
     const meta = await this.#threads.rooted(turn.threadKey);
     if (!meta) return;
@@ -183,6 +209,12 @@ export class SlackDelivery {
     const message = isRoot
       ? rootMessage({ userId: turn.userId, prompt: turn.prompt, params: turn.params }, status)
       : turnStatusMessage(turn, status);
-    await this.#client.chat.update({ channel: meta.channel, ts, ...message });
+    const edit = () => this.#client.chat.update({ channel: meta.channel, ts, ...message });
+    if (kind === "final") await withRateLimits(edit);
+    else
+      await edit().catch((error: unknown) => {
+        if (!(error instanceof WebAPIRateLimitedError)) throw error;
+        this.#log.debug({ turnId: turn.id }, "progress edit skipped: rate limited");
+      });
   }
 }

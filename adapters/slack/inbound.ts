@@ -6,7 +6,7 @@ import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts"
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
 import { buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
-import { post, respondPrivately } from "./client.ts";
+import { respondPrivately, withRateLimits } from "./client.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
 import { buttonActionOf, decodeButtonValue } from "./render.ts";
@@ -93,7 +93,7 @@ export function registerSlackInbound(app: App, options: SlackInboundOptions): vo
         newThread: request.newThread,
       });
     } catch (error) {
-      await post(() =>
+      await withRateLimits(() =>
         posts.chat.postEphemeral({
           channel: request.channel,
           user: request.user,

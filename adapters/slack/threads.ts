@@ -2,7 +2,7 @@ import type { WebClient } from "@slack/web-api";
 import type { ImageParams, Thread, ThreadKey } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
-import { allMessages, post } from "./client.ts";
+import { allMessages, withRateLimits } from "./client.ts";
 import { rootMessage } from "./render.ts";
 
 /**
@@ -143,7 +143,7 @@ export class SlackThreads {
   }
 
   async #sendRoot(threadKey: ThreadKey, root: NewRoot): Promise<string> {
-    const posted = await post(() =>
+    const posted = await withRateLimits(() =>
       this.#posts.chat.postMessage({
         channel: root.channel,
         ...rootMessage(root, { state: "queued", position: 0 }),
@@ -164,13 +164,15 @@ export class SlackThreads {
   async #findRoot(meta: SlackThreadMeta, thread: Thread): Promise<string | undefined> {
     const oldest = (thread.createdAt.getTime() / 1000 - 60).toFixed(6);
     const history = allMessages((cursor) =>
-      this.#client.conversations.history({
-        channel: meta.channel,
-        oldest,
-        include_all_metadata: true,
-        limit: 200,
-        ...(cursor ? { cursor } : {}),
-      }),
+      withRateLimits(() =>
+        this.#client.conversations.history({
+          channel: meta.channel,
+          oldest,
+          include_all_metadata: true,
+          limit: 200,
+          ...(cursor ? { cursor } : {}),
+        }),
+      ),
     );
     for await (const message of history) {
       const metadata = message.metadata as

@@ -26,7 +26,8 @@ import {
  * Channels, messages and threads: `GET /channels/{id}`, message create/read/edit/delete and history, typing,
  * reactions, and both ways of starting a thread (THREAD_CREATE tells discord.js, which otherwise drops the
  * thread's messages). The bot's channel permissions are computed from roles and overwrites: 50001 without View
- * Channel, 50013 without the right to send, attach, start threads or reply. Bodies are read by
+ * Channel, 50013 without the right to send, attach, start threads or reply. Create Message honours `nonce` with
+ * `enforce_nonce` as Discord does: a repeat within minutes gets the first message back. Bodies are read by
  * discord-message-body.ts; storing, editing and dispatching here is shared with discord-interactions.ts.
  */
 
@@ -91,7 +92,8 @@ export function dispatchMessage(
   event: "MESSAGE_CREATE" | "MESSAGE_UPDATE",
 ) {
   if (message.flags & MessageFlag.Ephemeral) return;
-  state.dispatch(event, messageJson(state, message, { gateway: true }));
+  // The nonce comes back in the create's answer and its MESSAGE_CREATE only.
+  state.dispatch(event, messageJson(state, message, { gateway: true, nonce: event === "MESSAGE_CREATE" }));
 }
 
 /** Applies an edit: keeps the snapshot, marks it edited, and tells the gateway. */
@@ -130,6 +132,54 @@ function readReference(
     return undefined;
   }
   return { type: 0, message_id: target.id, channel_id: target.channelId, guild_id: state.guildId };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Nonces
+// ---------------------------------------------------------------------------------------------------------
+
+/** How far back `enforce_nonce` looks: Discord says "the past few minutes"; the fake takes 5, on its own clock. */
+export const NONCE_WINDOW_MS = 5 * 60 * 1000;
+const MAX_NONCE_LENGTH = 25;
+
+/**
+ * Create Message's `nonce` (a string of at most 25 characters, or an integer) and `enforce_nonce` (a boolean);
+ * anything else is a 50035 Invalid Form Body.
+ */
+function readNonce(body: Json): { value?: string | number; enforce: boolean } {
+  const errors = new FormErrors();
+  const { nonce, enforce_nonce: enforce } = body;
+  const given = nonce !== undefined && nonce !== null;
+  if (given && typeof nonce === "string" && [...nonce].length > MAX_NONCE_LENGTH)
+    errors.add(["nonce"], "BASE_TYPE_MAX_LENGTH", `Must be ${MAX_NONCE_LENGTH} or fewer in length.`);
+  else if (given && typeof nonce !== "string" && !isInt64(nonce))
+    errors.add(["nonce"], "NONCE_TYPE_INVALID", "Nonce must be a string or an integer.");
+  if (enforce !== undefined && enforce !== null && typeof enforce !== "boolean")
+    errors.add(["enforce_nonce"], "BASE_TYPE_BOOLEAN", "Must be either true or false.");
+  errors.throwIfAny();
+  return { ...(given ? { value: nonce as string | number } : {}), enforce: enforce === true };
+}
+
+const isInt64 = (value: unknown) =>
+  typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 2 ** 63;
+
+/**
+ * The bot's message in this channel created with the same nonce within the window, if any (deleted ones do not
+ * count). A nonce is compared as text: `123` and `"123"` are the same nonce.
+ */
+function recentMessageWithNonce(
+  state: DiscordState,
+  channelId: string,
+  nonce: string | number | undefined,
+): StoredMessage | undefined {
+  if (nonce === undefined) return undefined;
+  const since = now(state) - NONCE_WINDOW_MS;
+  for (const message of state.messages.values()) {
+    if (message.deleted || message.channelId !== channelId || message.author.id !== state.bot.id) continue;
+    if (message.nonce === undefined || String(message.nonce) !== String(nonce)) continue;
+    if ((message.history[0]?.at ?? 0) >= since) return message;
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -271,6 +321,10 @@ export const MESSAGE_ROUTES: Route[] = [
         reply: !!body.message_reference,
       });
       const reference = readReference(state, body, channelId);
+      const nonce = readNonce(body);
+      // With enforce_nonce, a repeat of a recent create gets the first message back and creates nothing.
+      const earlier = nonce.enforce ? recentMessageWithNonce(state, channelId, nonce.value) : undefined;
+      if (earlier) return ok(messageJson(state, earlier, { nonce: true }));
       const content = readMessageBody(state, req, body, { channelId, allowEphemeral: false });
       if (isEmpty(content)) throw Errors.emptyMessage();
       if (channel.parentId && !channel.memberIds?.includes(state.bot.id))
@@ -283,11 +337,12 @@ export const MESSAGE_ROUTES: Route[] = [
           author: state.bot,
           ...content,
           ...(reference ? { messageReference: reference } : {}),
+          ...(nonce.value !== undefined ? { nonce: nonce.value } : {}),
         },
         `POST /channels/${channelId}/messages`,
       );
       dispatchMessage(state, message, "MESSAGE_CREATE");
-      return ok(messageJson(state, message));
+      return ok(messageJson(state, message, { nonce: true }));
     },
   },
   {

@@ -196,11 +196,14 @@ function mentions(state: DiscordState, content: string): Record<string, unknown>
   });
 }
 
-/** A Message object as REST answers it; `gateway` adds what MESSAGE_CREATE carries (guild_id, member). */
+/**
+ * A Message object as REST answers it; `gateway` adds what MESSAGE_CREATE carries (guild_id, member), `nonce` the
+ * nonce it was created with (only the create's answer and MESSAGE_CREATE carry it).
+ */
 export function messageJson(
   state: DiscordState,
   message: StoredMessage,
-  options: { gateway?: boolean; depth?: number } = {},
+  options: { gateway?: boolean; depth?: number; nonce?: boolean } = {},
 ): Record<string, unknown> {
   const channel = state.channels.get(message.channelId);
   const json: Record<string, unknown> = {
@@ -221,6 +224,7 @@ export function messageJson(
     mention_everyone: false,
     tts: false,
   };
+  if (options.nonce && message.nonce !== undefined) json.nonce = message.nonce;
   if (message.webhookId) json.webhook_id = message.webhookId;
   if (message.applicationId) json.application_id = message.applicationId;
   if (message.interactionMetadata) json.interaction_metadata = message.interactionMetadata;

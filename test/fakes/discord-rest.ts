@@ -1,11 +1,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { DiscordRateLimiter } from "./discord-rate-limits.ts";
 import { type ApiCall, changed, type DiscordState, now } from "./discord-state.ts";
 
 /**
  * The REST plumbing of the fake Discord (`/api/v10/…`): route matching, the `Authorization: Bot <token>` check
  * on the routes that need it, JSON and multipart bodies (`payload_json` + `files[n]`), Discord's error JSON
- * (`{ message, code, errors? }`), scripted failures (429 with Retry-After, 5xx, dropped connections) and the
- * call log. The routes themselves live in discord-commands.ts, discord-messages.ts and discord-interactions.ts.
+ * (`{ message, code, errors? }`), Discord's rate limits (discord-rate-limits.ts), scripted failures (429 with
+ * Retry-After, 5xx, dropped connections, requests left hanging) and the call log. The routes themselves live in
+ * discord-commands.ts, discord-messages.ts and discord-interactions.ts.
  */
 
 export class DiscordApiError extends Error {
@@ -121,16 +124,32 @@ export type DiscordFailure =
   | { rateLimited: true; retryAfterSeconds: number; global?: boolean }
   /** Any status; 4xx get Discord's error JSON with `code`, 5xx a plain body (discord.js retries those 3 times). */
   | { status: number; code?: number; message?: string }
-  | { disconnect: true };
+  | { disconnect: true }
+  /**
+   * Never answered: the connection stays open until the client gives up (its `timeout`) or the fake closes. With
+   * `processed`, the call takes effect first (the message is created) and then goes unanswered, which is what a
+   * timeout on the real API can look like.
+   */
+  | { hang: true; processed?: boolean };
 
 export type Failures = Map<string, DiscordFailure[]>;
+
+/** What the REST API needs besides the state: its routes, scripted failures, rate limits and hung requests. */
+export interface RestContext {
+  routes: Route[];
+  failures: Failures;
+  limiter: DiscordRateLimiter;
+  /** Sockets of requests a `hang` failure never answers; `close()` destroys them. */
+  hung: Set<Socket>;
+}
+
+type Finish = (status: number, body?: unknown, headers?: Record<string, string>) => void;
 
 const API_PREFIX = "/api/v10";
 
 export async function handleRest(
   state: DiscordState,
-  routes: Route[],
-  failures: Failures,
+  context: RestContext,
   req: IncomingMessage,
   raw: Buffer,
   res: ServerResponse,
@@ -139,6 +158,56 @@ export async function handleRest(
   const method = req.method ?? "GET";
   // discord.js sends `@original` as `%40original`; Discord decodes path segments before routing.
   const path = safeDecode(url.pathname.slice(API_PREFIX.length)) || "/";
+  const call = recordCall(state, req, method, path, url);
+  let rateLimitHeaders: Record<string, string> = {};
+  const finish: Finish = (status, body, headers = rateLimitHeaders) => {
+    call.status = status;
+    if (body && typeof body === "object" && "code" in body && status >= 400) {
+      call.code = (body as { code: number }).code;
+      call.error = String((body as { message?: unknown }).message);
+    }
+    send(res, status, body, headers);
+    changed(state);
+  };
+  let failure: DiscordFailure | undefined;
+  try {
+    const { route, params } = findRoute(context.routes, method, path);
+    call.route = `${route.method} ${route.pattern}`;
+    if (route.auth && call.auth !== "bot") throw Errors.unauthorized();
+    // Discord counts a request against its limits before anything else happens to it.
+    const limit = context.limiter.take(call.route, params, call.auth === "bot");
+    if (limit.record) call.rateLimit = limit.record;
+    if (limit.refusal) return finish(429, limit.refusal.body, limit.refusal.headers);
+    rateLimitHeaders = limit.headers;
+    failure = context.failures.get(call.route)?.shift();
+    if (failure && !isProcessedHang(failure)) {
+      if ("hang" in failure) return hang(state, context, req, call, false);
+      return applyFailure(failure, req, finish);
+    }
+    const response = await runRoute(state, route, params, { req, raw, url, method, path, call });
+    if (response.status < 400) {
+      call.status = response.status;
+      await runAfterCall(state, call);
+    }
+    if (failure) return hang(state, context, req, call, true);
+    finish(response.status, response.body);
+  } catch (error) {
+    const { status, body } = errorResponse(error);
+    if (failure) {
+      call.status = status;
+      return hang(state, context, req, call, true);
+    }
+    finish(status, body);
+  }
+}
+
+function recordCall(
+  state: DiscordState,
+  req: IncomingMessage,
+  method: string,
+  path: string,
+  url: URL,
+): ApiCall {
   const call: ApiCall = {
     seq: ++state.seq,
     method,
@@ -153,57 +222,70 @@ export async function handleRest(
     at: now(state),
   };
   state.calls.push(call);
-  const finish = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-    call.status = status;
-    if (body && typeof body === "object" && "code" in body && status >= 400) {
-      call.code = (body as { code: number }).code;
-      call.error = String((body as { message?: unknown }).message);
-    }
-    send(res, status, body, headers);
-    changed(state);
+  return call;
+}
+
+/** Parses the body (JSON or multipart) and runs the route's handler. */
+async function runRoute(
+  state: DiscordState,
+  route: Route,
+  params: Params,
+  input: { req: IncomingMessage; raw: Buffer; url: URL; method: string; path: string; call: ApiCall },
+): Promise<RestResponse> {
+  const { req, call } = input;
+  const { body, files, multipart } = await parseBody(req, input.raw);
+  call.body = body;
+  call.files = files.map((f) => ({
+    field: f.field,
+    filename: f.filename,
+    size: f.bytes.length,
+    contentType: f.contentType,
+  }));
+  const request: RestRequest = {
+    method: input.method,
+    path: input.path,
+    query: input.url.searchParams,
+    headers: req.headers,
+    body,
+    files,
+    multipart,
+    call,
   };
-  try {
-    const match = matchRoute(routes, method, path);
-    if (!match) throw Errors.notFound();
-    if (match === "method") throw Errors.methodNotAllowed();
-    const { route, params } = match;
-    call.route = `${route.method} ${route.pattern}`;
-    if (route.auth && call.auth !== "bot") throw Errors.unauthorized();
-    const failure = failures.get(call.route)?.shift();
-    if (failure) return applyFailure(failure, req, finish);
-    const { body, files, multipart } = await parseBody(req, raw);
-    call.body = body;
-    call.files = files.map((f) => ({
-      field: f.field,
-      filename: f.filename,
-      size: f.bytes.length,
-      contentType: f.contentType,
-    }));
-    const request: RestRequest = {
-      method,
-      path,
-      query: url.searchParams,
-      headers: req.headers,
-      body,
-      files,
-      multipart,
-      call,
-    };
-    const response = await route.handler(state, request, params);
-    if (response.status < 400) {
-      call.status = response.status;
-      await runAfterCall(state, call);
-    }
-    finish(response.status, response.body);
-  } catch (error) {
-    if (error instanceof DiscordApiError) {
-      const body: Record<string, unknown> = { message: error.message, code: error.code };
-      if (error.errors) body.errors = error.errors;
-      return finish(error.status, body);
-    }
-    console.error("[fake-discord]", error);
-    finish(500, { message: "500: Internal Server Error", code: 0 });
+  return route.handler(state, request, params);
+}
+
+/** Discord's error JSON for a DiscordApiError; anything else is the fake's own bug, answered as a 500. */
+function errorResponse(error: unknown): RestResponse {
+  if (error instanceof DiscordApiError) {
+    const body: Record<string, unknown> = { message: error.message, code: error.code };
+    if (error.errors) body.errors = error.errors;
+    return { status: error.status, body };
   }
+  console.error("[fake-discord]", error);
+  return { status: 500, body: { message: "500: Internal Server Error", code: 0 } };
+}
+
+const isProcessedHang = (failure: DiscordFailure) => "hang" in failure && failure.processed === true;
+
+/**
+ * Leaves the request unanswered: the socket stays open until the client aborts it or `close()` destroys it. The
+ * call's record says whether it took effect first (`status` is then what the fake would have answered).
+ */
+function hang(
+  state: DiscordState,
+  context: RestContext,
+  req: IncomingMessage,
+  call: ApiCall,
+  processed: boolean,
+) {
+  call.hung = { processed };
+  const socket = req.socket;
+  context.hung.add(socket);
+  socket.once("close", () => {
+    context.hung.delete(socket);
+    changed(state);
+  });
+  changed(state);
 }
 
 /** The first hook of the call's route whose `match` accepts it runs (once), awaited before the answer is sent. */
@@ -227,6 +309,14 @@ function authOf(state: DiscordState, req: IncomingMessage): ApiCall["auth"] {
   const header = req.headers.authorization;
   if (!header) return "none";
   return header === `Bot ${state.botToken}` ? "bot" : "invalid";
+}
+
+/** The route for a method and path; Discord's 404 or 405 when there is none. */
+function findRoute(routes: Route[], method: string, path: string): { route: Route; params: Params } {
+  const match = matchRoute(routes, method, path);
+  if (!match) throw Errors.notFound();
+  if (match === "method") throw Errors.methodNotAllowed();
+  return match;
 }
 
 function matchRoute(
@@ -259,9 +349,9 @@ function matchRoute(
 }
 
 function applyFailure(
-  failure: DiscordFailure,
+  failure: Exclude<DiscordFailure, { hang: true }>,
   req: IncomingMessage,
-  finish: (status: number, body?: unknown, headers?: Record<string, string>) => void,
+  finish: Finish,
 ): void {
   if ("disconnect" in failure) {
     req.socket.destroy();

@@ -21,7 +21,21 @@ import { createGateway, type FakeGateway, PRIVILEGED_INTENTS } from "./discord-g
 import { INTERACTION_ROUTES } from "./discord-interactions.ts";
 import { MESSAGE_ROUTES } from "./discord-messages.ts";
 import { cdnSignature, channelJson, hostAttachment, listMessages } from "./discord-objects.ts";
-import { type DiscordFailure, type Failures, handleRest, type Route } from "./discord-rest.ts";
+import {
+  DEFAULT_DISCORD_BUCKETS,
+  DEFAULT_DISCORD_GLOBAL,
+  type DiscordBucketRule,
+  DiscordRateLimiter,
+  type DiscordRateLimits,
+  type RateLimitRecord,
+} from "./discord-rate-limits.ts";
+import {
+  type DiscordFailure,
+  type Failures,
+  handleRest,
+  type RestContext,
+  type Route,
+} from "./discord-rest.ts";
 import {
   type ApiCall,
   type CallbackRecord,
@@ -60,20 +74,23 @@ export type {
   ChannelRecord,
   CommandRecord,
   ComponentInput,
+  DiscordBucketRule,
   DiscordFailure,
+  DiscordRateLimits,
   DiscordUser,
   DownloadRecord,
   FakeGateway,
   InteractionRecord,
   MessageSnapshot,
   OptionValue,
+  RateLimitRecord,
   SlashCommandInput,
   StoredAttachment,
   StoredMessage,
   UserMessageInput,
   UserThreadInput,
 };
-export { InteractionHandle, Permission };
+export { DEFAULT_DISCORD_BUCKETS, DEFAULT_DISCORD_GLOBAL, InteractionHandle, Permission };
 
 export interface FakeDiscordOptions {
   /** 0 (default) picks a free port. */
@@ -97,6 +114,11 @@ export interface FakeDiscordOptions {
   botPermissions?: bigint;
   /** Privileged intents enabled for the app; default all three (GuildMembers, GuildPresences, MessageContent). */
   privilegedIntents?: number;
+  /**
+   * Discord's rate limits, on by default: 5 creates and 5 edits per 5 s per channel, 50 requests per second for
+   * the bot token (see discord-rate-limits.ts). `false` turns throttling off.
+   */
+  rateLimits?: DiscordRateLimits | false;
 }
 
 export interface FakeDiscord {
@@ -159,8 +181,15 @@ export interface FakeDiscord {
   ): void;
   /** Hooks of `afterNextCall` that have not run yet, by route. */
   pendingAfterCalls(): string[];
-  /** Scripted failures for the next calls of a route, e.g. `"POST /channels/{channel}/messages"`. */
+  /**
+   * Scripted failures for the next calls of a route, e.g. `"POST /channels/{channel}/messages"`: a 429, a status,
+   * a dropped connection, or `{ hang: true, processed? }` (never answered; with `processed` after taking effect).
+   */
   failNext(route: string, ...failures: DiscordFailure[]): void;
+  /** Replaces the rate limits (`false` turns throttling off) and starts every bucket afresh. */
+  setRateLimits(limits: DiscordRateLimits | false): void;
+  /** Requests left unanswered by a `hang` failure whose client has not given up yet. */
+  readonly hungRequests: number;
   /** Moves the fake's clock (negative rewinds): interaction deadlines, token expiry, CDN link expiry, snowflakes. */
   advanceTime(ms: number): void;
   now(): number;
@@ -208,7 +237,16 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
 
   const failures: Failures = new Map();
   const routes: Route[] = [...IDENTITY_ROUTES, ...COMMAND_ROUTES, ...INTERACTION_ROUTES, ...MESSAGE_ROUTES];
-  const server = createServer((req, res) => void handle(req, res, state, routes, failures));
+  const rest: RestContext = {
+    routes,
+    failures,
+    limiter: new DiscordRateLimiter(
+      options.rateLimits ?? {},
+      routes.map((r) => `${r.method} ${r.pattern}`),
+    ),
+    hung: new Set(),
+  };
+  const server = createServer((req, res) => void handle(req, res, state, rest));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
@@ -299,6 +337,10 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     },
     pendingAfterCalls: () => [...state.afterCall].flatMap(([route, hooks]) => hooks.map(() => route)),
     failNext: (route, ...list) => void failures.set(route, [...(failures.get(route) ?? []), ...list]),
+    setRateLimits: (limits) => rest.limiter.configure(limits),
+    get hungRequests() {
+      return rest.hung.size;
+    },
     advanceTime: (ms) => {
       state.clock.offsetMs += ms;
     },
@@ -307,6 +349,8 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
       waitFor(state, predicate, timeoutMs, what),
     async close() {
       gateway.close();
+      // A hung request would keep its connection, and close(), waiting for ever.
+      for (const socket of rest.hung) socket.destroy();
       await new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
         server.closeAllConnections();
@@ -374,15 +418,14 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   state: DiscordState,
-  routes: Route[],
-  failures: Failures,
+  rest: RestContext,
 ): Promise<void> {
   res.on("error", () => {});
   const url = new URL(req.url ?? "/", "http://fake");
   try {
     const raw = await readBody(req);
     if (url.pathname.startsWith("/api/v10/") || url.pathname === "/api/v10")
-      return await handleRest(state, routes, failures, req, raw, res);
+      return await handleRest(state, rest, req, raw, res);
     if (
       (req.method === "GET" || req.method === "HEAD") &&
       /^\/(media-proxy\/)?(ephemeral-)?attachments\//.test(url.pathname)

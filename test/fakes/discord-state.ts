@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { EventEmitter } from "node:events";
+import type { RateLimitRecord } from "./discord-rate-limits.ts";
 
 /**
  * The fake Discord's state and records, shared by its modules (discord-server.ts is the entry point): one guild
@@ -186,6 +187,8 @@ export interface StoredMessage {
   interactionMetadata?: Record<string, unknown>;
   /** The id of the thread started from this message (the thread's id equals the message's). */
   threadId?: string;
+  /** The `nonce` it was created with (Create Message only); `enforce_nonce` looks for it. */
+  nonce?: string | number;
   reactions: Map<string, Set<string>>;
   deleted: boolean;
   /** Every version, first to last: a test can read what each edit carried. */
@@ -210,6 +213,13 @@ export interface ApiCall {
   code?: number;
   error?: string;
   at: number;
+  /** The rate-limit bucket the call was counted in (absent for routes without one, or with throttling off). */
+  rateLimit?: RateLimitRecord;
+  /**
+   * Set when a scripted `hang` left the call unanswered; `processed` when it took effect first (then `status` is
+   * what the fake would have answered, otherwise 0).
+   */
+  hung?: { processed: boolean };
 }
 
 export interface DownloadRecord {

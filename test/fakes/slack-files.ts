@@ -15,6 +15,8 @@ import {
   channelArg,
   type Failures,
   formData,
+  hang,
+  isProcessedHang,
   jsonArg,
   required,
   SlackApiError,
@@ -135,26 +137,42 @@ export async function handleUpload(
   const upload = fileId ? state.pendingUploads.get(fileId) : undefined;
   if (req.method !== "POST" || !upload) return text(404, "Not Found");
   const failure = failures.get("upload")?.shift();
-  if (failure && applyFailure(failure, req, res, () => {})) return;
+  if (failure && !isProcessedHang(failure)) {
+    if ("hang" in failure) return hang(state, req, upload, false);
+    if (applyFailure(failure, req, res, () => {})) return;
+  }
+  const answer = await receiveUpload(state, ticket, upload, req, raw);
+  if (failure && isProcessedHang(failure)) return hang(state, req, upload, true);
+  text(answer.status, answer.body);
+}
+
+/** Stores the bytes of an upload POST; the answer Slack gives (exactly `200 OK - <bytes>` when they are good). */
+async function receiveUpload(
+  state: SlackState,
+  ticket: string,
+  upload: UploadRecord,
+  req: IncomingMessage,
+  raw: Buffer,
+): Promise<{ status: number; body: string }> {
   let bytes = raw;
   let encoding = "raw";
   if ((req.headers["content-type"] ?? "").startsWith("multipart/form-data")) {
     const form = await formData(req, raw).catch(() => null);
     const parts = form ? [...form.entries()].filter(([, value]) => typeof value !== "string") : [];
     const [part] = parts;
-    if (!part || parts.length !== 1) return text(400, "expected exactly one file part");
+    if (!part || parts.length !== 1) return { status: 400, body: "expected exactly one file part" };
     bytes = Buffer.from(await (part[1] as Blob).arrayBuffer());
     encoding = `multipart:${part[0]}`;
   }
   if (bytes.length !== upload.length)
-    return text(
-      400,
-      `length mismatch: files.getUploadURLExternal said ${upload.length}, got ${bytes.length}`,
-    );
+    return {
+      status: 400,
+      body: `length mismatch: files.getUploadURLExternal said ${upload.length}, got ${bytes.length}`,
+    };
   upload.bytes = bytes;
   upload.encoding = encoding;
   state.uploadTickets.delete(ticket);
-  text(200, `OK - ${bytes.length}`);
+  return { status: 200, body: `OK - ${bytes.length}` };
 }
 
 /** `url_private(_download)`: the bytes with the bot token; otherwise, like Slack, a 200 HTML sign-in page. */

@@ -23,6 +23,15 @@ import {
   type UserMessageInput,
   userMessage,
 } from "./slack-payloads.ts";
+import {
+  DEFAULT_SLACK_METHOD_TIERS,
+  DEFAULT_SLACK_POST_MESSAGE_LIMIT,
+  DEFAULT_SLACK_TIERS,
+  SlackRateLimiter,
+  type SlackRateLimits,
+  type SlackTier,
+  type SlackTierLimit,
+} from "./slack-rate-limits.ts";
 import { createSocketMode, type FakeSocketMode, type SocketSendOptions } from "./slack-socket.ts";
 import {
   type AckRecord,
@@ -64,10 +73,15 @@ export type {
   SlackFailure,
   SlackFileObject,
   SlackMessage,
+  SlackRateLimits,
+  SlackTier,
+  SlackTierLimit,
   SlashCommandInput,
   UploadRecord,
   UserMessageInput,
 };
+
+export { DEFAULT_SLACK_METHOD_TIERS, DEFAULT_SLACK_POST_MESSAGE_LIMIT, DEFAULT_SLACK_TIERS };
 
 export type SlackEvent = Record<string, unknown>;
 
@@ -87,6 +101,11 @@ export interface FakeSlackOptions extends Partial<Omit<SlackIdentity, "teamName"
    * the `message_changed` of the bot's own edits.
    */
   echoBotMessagesTo?: string | "socket";
+  /**
+   * Slack's rate limits, on by default: each method's tier (1, 20, 50, 100 per minute) and chat.postMessage's
+   * one message per second per channel with short bursts (see slack-rate-limits.ts). `false` turns them off.
+   */
+  rateLimits?: SlackRateLimits | false;
 }
 
 export interface SlashCommandResult extends AckRecord {
@@ -167,12 +186,20 @@ export interface FakeSlack extends Readonly<SlackIdentity> {
    * is sent (awaited): a test can kill the bot at exactly that point.
    */
   afterNextCall(method: string, hook: () => void | Promise<void>): void;
-  /** Scripted failures for the next calls of a Web API method (`"upload"`: the upload URL). */
+  /**
+   * Scripted failures for the next calls of a Web API method (`"upload"`: the upload URL): an error, a 429, a
+   * status, a dropped connection, or `{ hang: true, processed? }` (never answered; with `processed` after taking
+   * effect).
+   */
   failNext(method: string, ...failures: SlackFailure[]): void;
+  /** Replaces the rate limits (`false` turns throttling off) and refills every bucket. */
+  setRateLimits(limits: SlackRateLimits | false): void;
+  /** Requests left unanswered by a `hang` failure whose client has not given up yet. */
+  readonly hungRequests: number;
   setEchoTarget(target: string | "socket" | null): void;
   /** Moves the fake's clock (response_url expiry, new ts values) forward. */
   advanceClock(ms: number): void;
-  /** Forgets messages, files and records; keeps channels and users. */
+  /** Forgets messages, files and records and refills the rate-limit buckets; keeps channels and users. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -215,6 +242,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     seq: 0,
     onBotEvent: null,
     afterCall: new Map(),
+    rateLimits: new SlackRateLimiter(options.rateLimits ?? {}),
+    hung: new Set(),
   };
   const addChannel = (c: Pick<ChannelInfo, "id" | "name"> & Partial<ChannelInfo>) =>
     void state.channels.set(c.id, { type: c.id.startsWith("D") ? "im" : "channel", member: true, ...c });
@@ -387,6 +416,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     afterNextCall: (method, hook) =>
       void state.afterCall.set(method, [...(state.afterCall.get(method) ?? []), hook]),
     failNext: (method, ...list) => void failures.set(method, [...(failures.get(method) ?? []), ...list]),
+    setRateLimits: (limits) => state.rateLimits.configure(limits),
+    get hungRequests() {
+      return state.hung.size;
+    },
     setEchoTarget,
     advanceClock: (ms) => {
       state.clockOffsetMs += ms;
@@ -404,10 +437,13 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         failures,
       ])
         map.clear();
+      state.rateLimits.reset();
     },
     async close() {
       await Promise.allSettled([...inFlight]);
       socket.close();
+      // A hung request would keep its connection, and close(), waiting for ever.
+      for (const hung of state.hung) hung.destroy();
       await new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
         server.closeAllConnections();

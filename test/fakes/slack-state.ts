@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
+import type { SlackRateLimiter } from "./slack-rate-limits.ts";
 
 /**
  * The fake Slack workspace's state and its records: channels, users, the message log, hosted files, uploads,
@@ -72,6 +74,10 @@ export interface ApiCall {
   ok: boolean;
   error?: string;
   at: number;
+  /** Set when the fake refused the call with 429 over a rate limit: its method's tier, or a channel's posts. */
+  rateLimited?: { scope: "method" | "channel"; retryAfterSeconds: number };
+  /** Set when a scripted `hang` left the call unanswered; `processed` when it took effect first. */
+  hung?: { processed: boolean };
 }
 
 export interface UploadRecord {
@@ -91,6 +97,8 @@ export interface UploadRecord {
   initial_comment?: string;
   /** ts of the file_share message the completion posted (when shared into a channel). */
   messageTs?: string;
+  /** Set when a scripted `hang` left the upload POST unanswered; `processed` when the bytes were stored first. */
+  hung?: { processed: boolean };
 }
 
 export interface EphemeralRecord {
@@ -201,6 +209,9 @@ export interface SlackState extends SlackIdentity {
   onBotEvent: ((event: Record<string, unknown>) => void) | null;
   /** One-shot hooks run after a Web API method succeeded, before its answer is sent (see `afterNextCall`). */
   afterCall: Map<string, Array<() => void | Promise<void>>>;
+  rateLimits: SlackRateLimiter;
+  /** Sockets of requests a `hang` failure never answers; `close()` destroys them. */
+  hung: Set<Socket>;
 }
 
 export function now(state: SlackState): number {

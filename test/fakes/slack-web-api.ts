@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { validateBlocks } from "./slack-blocks.ts";
 import {
+  type ApiCall,
   type ChannelInfo,
   findMessage,
   messageEvent,
@@ -12,8 +13,9 @@ import {
 /**
  * The Web API plumbing (`POST {apiUrl}{method}`), checked like Slack checks it: token and token type, content
  * type (form, multipart, or JSON with a bearer header), then the method's own argument checks. Every answer is
- * HTTP 200 with `{ ok }` JSON, as Slack's are; scripted failures can also give 429 (with Retry-After), 5xx or a
- * dropped connection. The methods live in slack-messages.ts and slack-files.ts; shared argument checks are here.
+ * HTTP 200 with `{ ok }` JSON, as Slack's are, except 429 over a rate limit (slack-rate-limits.ts); scripted
+ * failures can also give 429 (with Retry-After), 5xx, a dropped connection or a request left hanging. The
+ * methods live in slack-messages.ts and slack-files.ts; shared argument checks are here.
  */
 
 export class SlackApiError extends Error {
@@ -34,7 +36,13 @@ export type SlackFailure =
   | { rateLimited: true; retryAfterSeconds: number }
   /** Any other status: the client retries these (set `retryConfig` in tests). */
   | { status: number; body?: string }
-  | { disconnect: true };
+  | { disconnect: true }
+  /**
+   * Never answered: the connection stays open until the client gives up (its `timeout`) or the fake closes. With
+   * `processed`, the call takes effect first (the message is posted, the bytes stored) and then goes unanswered,
+   * which is what a timeout on the real API can look like.
+   */
+  | { hang: true; processed?: boolean };
 
 export type Failures = Map<string, SlackFailure[]>;
 
@@ -53,16 +61,13 @@ export async function handleWebApi(
   raw: Buffer,
   res: ServerResponse,
 ): Promise<void> {
-  const seq = ++state.seq;
-  const contentType = req.headers["content-type"] ?? "";
-  const call = {
-    seq,
+  const call: ApiCall = {
+    seq: ++state.seq,
     method,
-    args: {} as Args,
-    contentType,
-    tokenKind: "none" as "bot" | "app" | "invalid" | "none",
+    args: {},
+    contentType: req.headers["content-type"] ?? "",
+    tokenKind: "none",
     ok: false,
-    error: undefined as string | undefined,
     at: Date.now(),
   };
   state.calls.push(call);
@@ -71,29 +76,30 @@ export async function handleWebApi(
     if (!call.ok) call.error = String(body.error);
     sendJson(res, 200, body);
   };
+  let failure: SlackFailure | undefined;
   try {
     const handler = methods[method];
     if (!handler) return answer({ ok: false, error: "unknown_method", req_method: method });
-    const { args, json } = await parseArgs(req, raw);
-    const { token: _token, ...shown } = args;
-    call.args = _token === undefined ? shown : { ...shown, token: "[redacted]" };
-    call.tokenKind = authenticate(state, req, args, json);
-    if (call.tokenKind === "none") throw new SlackApiError("not_authed");
-    if (call.tokenKind === "invalid") throw new SlackApiError("invalid_auth");
-    if ((call.tokenKind === "app") !== APP_TOKEN_METHODS.has(method))
-      throw new SlackApiError("not_allowed_token_type");
-    const failure = failures.get(method)?.shift();
-    if (failure) {
-      const recordStatus = (status: number) => {
+    const args = await authenticatedArgs(state, call, req, raw);
+    // Slack counts a call against its method's limits before it does anything with it.
+    const grant = state.rateLimits.take(method, postingChannel(state, method, args));
+    if (grant.refusal) return refuse(call, res, grant.refusal);
+    failure = failures.get(method)?.shift();
+    if (failure && !isProcessedHang(failure)) {
+      grant.refund();
+      if ("hang" in failure) return hang(state, req, call, false);
+      const noteStatus = (status: number) => {
         call.error = `HTTP ${status}`;
       };
-      if (applyFailure(failure, req, res, recordStatus)) return;
+      if (applyFailure(failure, req, res, noteStatus)) return;
       throw new SlackApiError((failure as { error: string }).error);
     }
-    const result = handler(state, args);
+    const result = runMethod(state, handler, args, grant.refund);
     await state.afterCall.get(method)?.shift()?.();
+    if (failure) return hang(state, req, call, true);
     answer({ ok: true, ...result });
   } catch (error) {
+    if (failure && isProcessedHang(failure)) return hang(state, req, call, true);
     if (!(error instanceof SlackApiError)) {
       console.error("[fake-slack]", error);
       return answer({ ok: false, error: "fatal_error" });
@@ -104,9 +110,75 @@ export async function handleWebApi(
   }
 }
 
+/** The call's arguments once its token is good for the method; Slack's auth errors otherwise. */
+async function authenticatedArgs(state: SlackState, call: ApiCall, req: IncomingMessage, raw: Buffer) {
+  const { args, json } = await parseArgs(req, raw);
+  const { token: _token, ...shown } = args;
+  call.args = _token === undefined ? shown : { ...shown, token: "[redacted]" };
+  call.tokenKind = authenticate(state, req, args, json);
+  if (call.tokenKind === "none") throw new SlackApiError("not_authed");
+  if (call.tokenKind === "invalid") throw new SlackApiError("invalid_auth");
+  if ((call.tokenKind === "app") !== APP_TOKEN_METHODS.has(call.method))
+    throw new SlackApiError("not_allowed_token_type");
+  return args;
+}
+
+/** Runs a method; a post that failed gives back what it took from its channel's allowance. */
+function runMethod(state: SlackState, handler: WebApiMethod, args: Args, refund: () => void) {
+  try {
+    return handler(state, args);
+  } catch (error) {
+    refund();
+    throw error;
+  }
+}
+
+/** The channel a chat.postMessage posts to (by id, also when named `#general`), for its per-channel limit. */
+function postingChannel(state: SlackState, method: string, args: Args): string | undefined {
+  if (method !== "chat.postMessage") return undefined;
+  const value = str(args, "channel");
+  if (value === undefined) return undefined;
+  const named = [...state.channels.values()].find((c) => `#${c.name}` === value || c.name === value);
+  return state.channels.get(value)?.id ?? named?.id ?? value;
+}
+
+/** Slack's answer over a rate limit: HTTP 429, `ratelimited`, and how many seconds to wait. */
+function refuse(
+  call: ApiCall,
+  res: ServerResponse,
+  refusal: { scope: "method" | "channel"; retryAfterSeconds: number },
+): void {
+  call.error = "ratelimited";
+  call.rateLimited = refusal;
+  sendJson(
+    res,
+    429,
+    { ok: false, error: "ratelimited" },
+    { "retry-after": String(refusal.retryAfterSeconds) },
+  );
+}
+
+export const isProcessedHang = (failure: SlackFailure) => "hang" in failure && failure.processed === true;
+
+/**
+ * Leaves the request unanswered: the socket stays open until the client aborts it or the fake's `close()`
+ * destroys it. `processed` tells whether the call took effect first.
+ */
+export function hang(
+  state: SlackState,
+  req: IncomingMessage,
+  record: { hung?: { processed: boolean } },
+  processed: boolean,
+): void {
+  record.hung = { processed };
+  const socket = req.socket;
+  state.hung.add(socket);
+  socket.once("close", () => state.hung.delete(socket));
+}
+
 /** Applies an HTTP-level failure; false for `{ error }`, which the caller turns into an `ok:false` answer. */
 export function applyFailure(
-  failure: SlackFailure,
+  failure: Exclude<SlackFailure, { hang: true }>,
   req: IncomingMessage,
   res: ServerResponse,
   note: (status: number) => void,
