@@ -230,15 +230,8 @@ export interface NewTurn {
   newThread?: { title: string; meta?: Record<string, unknown> };
 }
 
-export interface NewImage {
-  parentId: string | null;
-  index: number;
-  sha256: string;
-  byteSize: number;
-  format: OutputFormat;
-  width: number;
-  height: number;
-}
+/** An image a turn made, as it is handed to the store (which gives it its id, thread, turn and time). */
+export type NewImage = Omit<ImageRecord, "id" | "threadKey" | "turnId" | "createdAt">;
 
 export interface TurnOutcome {
   images: NewImage[];

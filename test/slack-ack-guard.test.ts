@@ -1,9 +1,9 @@
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import type { ConversationEngine } from "../src/ports.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { startSlackBot } from "./support/slack-bot.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -40,17 +40,7 @@ beforeAll(async () => {
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  adapter = new SlackAdapter({
-    engine: slowEngine,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    botToken: slack.botToken,
-    signingSecret: slack.signingSecret,
-    apiUrl: slack.apiUrl,
-    port: 0,
-    ackGuardMs: GUARD_MS,
-  });
-  url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
-  slack.setEchoTarget(url);
+  ({ adapter, url } = await startSlackBot(slowEngine, slack, { ackGuardMs: GUARD_MS }));
 });
 afterAll(async () => {
   await adapter?.stop();

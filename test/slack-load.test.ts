@@ -1,8 +1,8 @@
-import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { startSlackBot } from "./support/slack-bot.ts";
 
 /**
  * A burst of 100 /imagine from 100 people at once, through the real Bolt app and engine. The fake Slack judges
@@ -27,16 +27,7 @@ beforeAll(async () => {
   });
   slack = await startFakeSlack({ channels: CHANNELS.map((id, i) => ({ id, name: `busy-${i}` })) });
   for (let i = 0; i < BURST; i++) slack.addUser(`U9${String(i).padStart(4, "0")}`, `user${i}`);
-  adapter = new SlackAdapter({
-    engine: h.engine,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    botToken: slack.botToken,
-    signingSecret: slack.signingSecret,
-    apiUrl: slack.apiUrl,
-    port: 0,
-  });
-  url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
-  slack.setEchoTarget(url);
+  ({ adapter, url } = await startSlackBot(h.engine, slack));
 });
 afterAll(async () => {
   await adapter?.stop();

@@ -1,8 +1,8 @@
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { SlackAdapter } from "../adapters/slack/adapter.ts";
+import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { startSlackBot } from "./support/slack-bot.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -20,17 +20,7 @@ let url = "";
 beforeAll(async () => {
   h = await startEngineHarness({ engine: { maxDeliveryAttempts: 2, lateDeliveryRetryMs: 300 } });
   slack = await startFakeSlack();
-  adapter = new SlackAdapter({
-    engine: h.engine,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    botToken: slack.botToken,
-    apiUrl: slack.apiUrl,
-    signingSecret: slack.signingSecret,
-    port: 0,
-    timeoutMs: 1_000,
-  });
-  url = `http://127.0.0.1:${await adapter.start()}/slack/events`;
-  slack.setEchoTarget(url);
+  ({ adapter, url } = await startSlackBot(h.engine, slack, { timeoutMs: 1_000 }));
 });
 afterAll(async () => {
   await adapter?.stop();

@@ -36,20 +36,7 @@ export async function openTestDatabase(): Promise<TestDatabase> {
     const handle = await openDatabase({ loadDataDir: await pgliteTemplateBlob() });
     return { ...handle, databaseUrl: undefined };
   }
-  const template = await ensurePgTemplate(serverUrl);
-  const name = `tc_test_${randomBytes(6).toString("hex")}`;
-  await adminQuery(serverUrl, `create database "${name}" template "${template}"`);
-  const databaseUrl = withDatabase(serverUrl, name);
-  const handle = await openDatabase({ databaseUrl, maxConnections: 5 });
-  return {
-    ...handle,
-    databaseUrl,
-    async close() {
-      await handle.close();
-      // `with (force)` ends connections a test left behind (a pg-boss pool, a killed child process).
-      await adminQuery(serverUrl, `drop database if exists "${name}" with (force)`);
-    },
-  };
+  return openServerDatabase(serverUrl, "tc_test", await ensurePgTemplate(serverUrl));
 }
 
 /**
@@ -59,15 +46,25 @@ export async function openTestDatabase(): Promise<TestDatabase> {
 export async function openEmptyTestDatabase(): Promise<TestDatabase> {
   const serverUrl = process.env.TEST_DATABASE_URL?.trim();
   if (!serverUrl) return { ...(await openDatabase()), databaseUrl: undefined };
-  const name = `tc_empty_${randomBytes(6).toString("hex")}`;
-  await adminQuery(serverUrl, `create database "${name}"`);
+  return openServerDatabase(serverUrl, "tc_empty");
+}
+
+/** A new database on the server (a clone of `template` when given), dropped by `close()`. */
+async function openServerDatabase(
+  serverUrl: string,
+  prefix: string,
+  template?: string,
+): Promise<TestDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  await adminQuery(serverUrl, `create database "${name}"${template ? ` template "${template}"` : ""}`);
   const databaseUrl = withDatabase(serverUrl, name);
-  const handle = await openDatabase({ databaseUrl, maxConnections: 2 });
+  const handle = await openDatabase({ databaseUrl, maxConnections: 5 });
   return {
     ...handle,
     databaseUrl,
     async close() {
       await handle.close();
+      // `with (force)` ends connections a test left behind (a pg-boss pool, a killed child process).
       await adminQuery(serverUrl, `drop database if exists "${name}" with (force)`);
     },
   };
