@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pLimit, { type LimitFunction } from "p-limit";
-import sharp from "sharp";
 import {
   type BlobRef,
   DEFAULT_PARAMS,
@@ -38,6 +37,7 @@ import type {
   TurnQueue,
 } from "../ports.ts";
 import { checkParams, checkPrompt } from "../request/checks.ts";
+import { detectFormat, imageSize } from "./image-checks.ts";
 
 export interface EngineOptions {
   /** A turn that failed retryably this many times fails for good (crashed attempts count). */
@@ -322,7 +322,6 @@ export class Engine implements ConversationEngine {
     await this.#deliverOrGiveUp(finished, log, false, attempt);
   }
 
-  /** Delivery failures go back to the queue (the next attempt is a redelivery) until the attempts run out. */
   /**
    * Delivery failures go back to the queue (the next attempt is a redelivery), counted apart from the provider's
    * attempts. When `maxDeliveryAttempts` have failed, the turn is late: its job completes so the thread's next
@@ -479,7 +478,7 @@ export class Engine implements ConversationEngine {
   async #outcome(result: ResultImages, parentId: string | null): Promise<TurnOutcome> {
     const images: NewImage[] = [];
     for (const [index, image] of result.images.entries()) {
-      const { width, height } = await sharp(image.bytes, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+      const { width, height } = await imageSize(image.bytes);
       images.push({
         parentId,
         index,
@@ -612,38 +611,4 @@ interface ResultImages {
 
 function noImages(head: { imageId: string }, baseImageId: string | null): TurnOutcome {
   return { images: [], head, baseImageId, usage: [], providerRequestId: null };
-}
-
-const FORMATS: Record<string, OutputFormat> = { png: "png", jpeg: "jpeg", webp: "webp" };
-
-/** Larger than any image gpt-image-2 makes (3840x2160 is 8.3 MP) with room for photos; a decoder bomb is not. */
-const MAX_INPUT_PIXELS = 50_000_000;
-
-/** PNG, JPEG or WebP by their magic numbers; null for anything else. */
-export function sniffImageFormat(bytes: Uint8Array): OutputFormat | null {
-  const starts = (signature: readonly number[], at = 0) =>
-    signature.every((byte, i) => bytes[at + i] === byte);
-  if (starts([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return "png";
-  if (starts([0xff, 0xd8, 0xff])) return "jpeg";
-  if (starts([0x52, 0x49, 0x46, 0x46]) && starts([0x57, 0x45, 0x42, 0x50], 8)) return "webp"; // RIFF….WEBP
-  return null;
-}
-
-/** The real format of uploaded bytes (never trust a file name); only what gpt-image-2 accepts. */
-export async function detectFormat(bytes: Buffer): Promise<OutputFormat> {
-  // The first bytes say what a file is before any decoder sees it; then sharp must agree, within a pixel limit
-  // (a small file can claim an enormous image).
-  const claimed = sniffImageFormat(bytes);
-  const format = claimed
-    ? await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS })
-        .metadata()
-        .then((meta) => (FORMATS[meta.format ?? ""] === claimed ? claimed : undefined))
-        .catch(() => undefined)
-    : undefined;
-  if (!format) {
-    throw new AppError("unsupported_attachment", "attachment is not png/jpeg/webp", {
-      userMessage: "Reference images must be PNG, JPEG or WebP files.",
-    });
-  }
-  return format;
 }
