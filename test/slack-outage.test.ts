@@ -34,18 +34,19 @@ beforeEach(() => {
 
 const ours = (messages: SlackMessage[]) => messages.filter((m) => m.user === slack.botUserId);
 
+/** /imagine, acknowledged in time; resolves with the root message once the bot has posted it. */
+async function imagine(text: string): Promise<SlackMessage> {
+  const ack = await slack.sendSlashCommand(url, { text, channel_id: CHANNEL, user_id: "U0001" });
+  expect(ack.ok).toBe(true);
+  return waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+}
+
 it("a result Slack could not take for long goes out once it answers again, marked late", {
   timeout: 60_000,
 }, async () => {
   // Slack refuses the upload for longer than the quick retries last (a 500 is not retried by the client).
   slack.failNext("files.getUploadURLExternal", { status: 500 }, { status: 500 });
-  const ack = await slack.sendSlashCommand(url, {
-    text: "a postcard from the beach",
-    channel_id: CHANNEL,
-    user_id: "U0001",
-  });
-  expect(ack.ok).toBe(true);
-  const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+  const root = await imagine("a postcard from the beach");
   await expect
     .poll(async () => (await h.engine.unfinishedTurns("slack")).length, { timeout: 10_000 })
     .toBe(0);
@@ -87,13 +88,7 @@ it("a root message Slack posted but never answered for is found after the time l
   timeout: 60_000,
 }, async () => {
   slack.failNext("chat.postMessage", { hang: true, processed: true });
-  const ack = await slack.sendSlashCommand(url, {
-    text: "a lighthouse",
-    channel_id: CHANNEL,
-    user_id: "U0001",
-  });
-  expect(ack.ok).toBe(true);
-  const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+  const root = await imagine("a lighthouse");
   await finished(root.ts);
   expect(ours(slack.messages(CHANNEL))).toHaveLength(1); // one root, though the first post timed out
   expect(slack.calls.some((c) => c.method === "conversations.history")).toBe(true); // looked for it first
@@ -104,13 +99,7 @@ it("a closing message Slack posted but never answered for is not posted twice", 
 }, async () => {
   h.fake.setLatency(1_000); // time to arm the hang after the root is posted
   try {
-    const ack = await slack.sendSlashCommand(url, {
-      text: "a harbour",
-      channel_id: CHANNEL,
-      user_id: "U0001",
-    });
-    expect(ack.ok).toBe(true);
-    const root = await waitUntil(() => ours(slack.messages(CHANNEL))[0], "the root message");
+    const root = await imagine("a harbour");
     slack.failNext("chat.postMessage", { hang: true, processed: true });
     await finished(root.ts);
     await new Promise((resolve) => setTimeout(resolve, 500));

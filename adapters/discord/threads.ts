@@ -32,7 +32,7 @@ export interface DiscordThreadMeta {
 }
 
 /** Interaction tokens last 15 minutes; keep a margin for the upload itself. */
-export const INTERACTION_TOKEN_MS = 14 * 60 * 1000 + 30 * 1000;
+const INTERACTION_TOKEN_MS = 14 * 60 * 1000 + 30 * 1000;
 
 /** A thread's key, fixed before anything is posted: the /imagine interaction names it. */
 export function discordCommandThreadKey(

@@ -17,7 +17,7 @@ import type { ConversationEngine, Intent } from "../../src/ports.ts";
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /** The promise's outcome as a value, so it can be awaited more than once and never rejects unobserved. */
-export function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
   return promise.then(
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),

@@ -55,7 +55,7 @@ export const commandKey = (triggerId: string) => `slack:cmd:${triggerId}`;
 export const clickKey = (triggerId: string) => `slack:act:${triggerId}`;
 export const messageKey = (team: string, channel: string, ts: string) => `slack:msg:${team}:${channel}:${ts}`;
 
-export function slackMeta(thread: Thread | null): SlackThreadMeta | null {
+function slackMeta(thread: Thread | null): SlackThreadMeta | null {
   const meta = thread?.meta;
   return meta && typeof meta.channel === "string" && typeof meta.team === "string"
     ? (meta as unknown as SlackThreadMeta)

@@ -74,7 +74,9 @@ const VARIATION_INSTRUCTION =
  *
  * Longer than our usual ~400 lines on purpose: submitting and running are two halves of one contract (what
  * `submit` accepts is exactly what `runTurn` can run: the same base image, the same inherited parameters), and
- * keeping them in one class keeps those rules side by side.
+ * keeping them in one class keeps those rules side by side. The two sweeps at the end (late deliveries, turns
+ * the queue gave up on) finish what `runTurn` could not, with its private delivery rules; they are the first
+ * thing to move out if the class grows further.
  */
 export class Engine implements ConversationEngine {
   readonly #store: ConversationStore;
@@ -449,7 +451,8 @@ export class Engine implements ConversationEngine {
    * before anything else can fail, so no later failure or interruption buys the image again.
    */
   async #result(turn: Turn, signal: AbortSignal, call: () => Promise<ImageResult>): Promise<ResultImages> {
-    const saved = await this.#store.providerResult(turn.id);
+    // Only an earlier attempt can have saved one: the first attempt skips the look-up.
+    const saved = turn.attempts > 1 ? await this.#store.providerResult(turn.id) : null;
     if (saved) {
       this.#logger.info({ turnId: turn.id }, "using the provider's result saved by an earlier attempt");
       const images = await Promise.all(
