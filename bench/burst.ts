@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Logger } from "../src/logger.ts";
-import type { ConversationEngine } from "../src/ports.ts";
+import type { ConversationEngine, Inbox } from "../src/ports.ts";
 import { loadFixture } from "./fixtures.ts";
 import {
   createScratchDatabase,
@@ -30,7 +30,10 @@ export interface BurstPlatform {
   /** "Slack", "Discord". */
   name: string;
   /** Starts the fake platform and the adapter on `engine`, for these users. */
-  start(app: { engine: ConversationEngine; logger: Logger }, users: readonly string[]): Promise<BurstDriver>;
+  start(
+    app: { engine: ConversationEngine; inbox: Inbox; logger: Logger },
+    users: readonly string[],
+  ): Promise<BurstDriver>;
 }
 
 export interface BurstDriver {
@@ -81,7 +84,10 @@ export async function runBurstBench(platform: BurstPlatform, script: string): Pr
     logLevel: "info",
   });
   const users = Array.from({ length: burst }, (_, i) => `bench${i}`);
-  const driver = await platform.start({ engine: bench.app.engine, logger: bench.logger }, users);
+  const driver = await platform.start(
+    { engine: bench.app.engine, inbox: bench.app.inbox, logger: bench.logger },
+    users,
+  );
   await bench.app.startWorkers();
 
   const backend = databaseUrl

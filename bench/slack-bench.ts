@@ -16,12 +16,13 @@ const CHANNEL = "C0001";
 await runBurstBench(
   {
     name: "Slack",
-    async start({ engine, logger }, users) {
+    async start({ engine, inbox, logger }, users) {
       const slack = await startFakeSlack();
       const ids = users.map((_, i) => `U8${String(i).padStart(5, "0")}`);
       for (const [i, id] of ids.entries()) slack.addUser(id, users[i] ?? id);
       const adapter = new SlackAdapter({
         engine,
+        inbox,
         logger,
         botToken: slack.botToken,
         signingSecret: slack.signingSecret,

@@ -11,10 +11,13 @@ import { PgBossTurnQueue, type TurnQueueOptions } from "./queue/job-queue.ts";
 import { FsBlobStore } from "./store/blob-store.ts";
 import { PostgresConversationStore } from "./store/conversation-store.ts";
 import { type DbHandle, openDatabase } from "./store/database.ts";
+import { PostgresInbox } from "./store/inbox-store.ts";
 
 export interface App {
   engine: Engine;
   store: PostgresConversationStore;
+  /** Where adapters write platform events before acknowledging them. */
+  inbox: PostgresInbox;
   database: DbHandle;
   /** `GET /healthz` and `GET /metrics`, for whichever HTTP server the process runs. */
   routes: HttpRoute[];
@@ -82,6 +85,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
     return {
       engine,
       store,
+      inbox: new PostgresInbox(database.db),
       database,
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
       async startWorkers(platforms = PLATFORMS) {

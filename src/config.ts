@@ -84,6 +84,7 @@ const EnvSchema = z.object({
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
   SHUTDOWN_GRACE_S: wholeNumber(0, 3600, 90),
+  INBOX_HOLD_S: wholeNumber(1, 3600, 120),
 });
 
 /**
@@ -133,6 +134,11 @@ export interface Config {
   workerConcurrency: number;
   /** On SIGTERM/SIGINT, how long running turns may take to finish and be delivered before they are handed back. */
   shutdownGraceMs: number;
+  /**
+   * How long a process may work an accepted platform event (download, check, record) before another pass, in
+   * any process, takes it over.
+   */
+  inboxHoldMs: number;
   /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
   consoleUser: string;
 }
@@ -185,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
     logLevel: e.LOG_LEVEL,
     workerConcurrency: e.WORKER_CONCURRENCY,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
+    inboxHoldMs: e.INBOX_HOLD_S * 1000,
     // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
     consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };

@@ -38,6 +38,8 @@ async function runPlatforms(config: Config): Promise<void> {
     adapters.push(
       new SlackAdapter({
         engine: app.engine,
+        inbox: app.inbox,
+        inboxHoldMs: config.inboxHoldMs,
         logger,
         botToken: config.slack.botToken,
         signingSecret: config.slack.signingSecret,

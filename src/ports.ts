@@ -213,6 +213,46 @@ export interface TurnQueue {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Inbox: platform events, recorded as they arrive (store/inbox-store.ts)
+// ---------------------------------------------------------------------------------------------------------
+
+/** An event as a platform sent it, kept so it can be worked from the database alone. */
+export interface InboxEvent {
+  platform: Platform;
+  /** The event's idempotency key (`slack:cmd:<trigger>`, `discord:m:<message>`, …): one row per event. */
+  key: string;
+  /** What the adapter needs to know to read `payload` (`command`, `message`, …). */
+  kind: string;
+  /** JSON: the adapter's own digest of the event. */
+  payload: unknown;
+}
+
+export interface InboxEntry extends InboxEvent {
+  id: number;
+  /** How many times the event was taken, the first (at arrival) included. */
+  attempts: number;
+  receivedAt: Date;
+}
+
+/**
+ * Where an adapter writes each event before acknowledging it (one insert), so that an acknowledged event is
+ * worked to its end even if the process dies while downloading, checking or recording it: whichever process
+ * sweeps next takes over events whose hold lapsed.
+ */
+export interface Inbox {
+  /** Records an event, held by the caller for `holdMs`. Null when its key was recorded before (a replay). */
+  receive(event: InboxEvent, holdMs: number): Promise<InboxEntry | null>;
+  /** Unfinished events of this platform whose hold lapsed, oldest first, each now held for `holdMs`. */
+  takeLapsed(platform: Platform, holdMs: number, limit: number): Promise<InboxEntry[]>;
+  /** The event is worked: it will not be taken again, and its payload is dropped. */
+  finish(id: number, outcome: "done" | "gave_up"): Promise<void>;
+  /** Whether an event with this key was recorded (finished or not). */
+  has(key: string): Promise<boolean>;
+  /** Forgets events finished before `before` (their keys then no longer catch replays); returns how many. */
+  prune(before: Date): Promise<number>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // ConversationStore: threads, turns, images, usage (store/conversation-store.ts)
 // ---------------------------------------------------------------------------------------------------------
 

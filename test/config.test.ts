@@ -14,6 +14,7 @@ const DEFAULTS: Config = {
   logLevel: "info",
   workerConcurrency: 4,
   shutdownGraceMs: 90_000,
+  inboxHoldMs: 120_000,
   consoleUser: "me",
 };
 
@@ -40,6 +41,7 @@ const FULL_ENV = {
   LOG_LEVEL: "debug",
   WORKER_CONCURRENCY: "16",
   SHUTDOWN_GRACE_S: "30",
+  INBOX_HOLD_S: "45",
   USER: "alice",
 };
 
@@ -93,6 +95,7 @@ describe("loadConfig", () => {
       logLevel: "debug",
       workerConcurrency: 16,
       shutdownGraceMs: 30_000,
+      inboxHoldMs: 45_000,
       consoleUser: "alice",
     } satisfies Config);
   });

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { PostgresConversationStore } from "../src/store/conversation-store.ts";
 import { openDatabase } from "../src/store/database.ts";
+import { makePng } from "./fakes/images.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { type FakeSlack, type SlackMessage, startFakeSlack } from "./fakes/slack-server.ts";
 import { type BotProcess, startBot } from "./support/bot-process.ts";
@@ -38,19 +39,32 @@ afterAll(async () => {
   await data?.cleanup();
 });
 
-/** Starts the bot over HTTP on a free port; resolves with its /slack/events URL once it listens. */
-async function startSlackBot(env: Record<string, string> = {}): Promise<{ bot: BotProcess; url: string }> {
+/**
+ * Starts the bot over HTTP on a free port; resolves with its /slack/events URL once it listens. With
+ * `socket`, in Socket Mode instead (the URL is then ""), once it is connected.
+ */
+async function startSlackBot(
+  env: Record<string, string> = {},
+  mode: "http" | "socket" = "http",
+): Promise<{ bot: BotProcess; url: string }> {
+  const connections = slack.socket.connections;
   const bot = startBot({
     ...env,
     OPENAI_API_KEY: openai.apiKey,
     OPENAI_BASE_URL: openai.baseUrl,
     DATA_DIR: data.dataDir,
     SLACK_BOT_TOKEN: slack.botToken,
-    SLACK_SIGNING_SECRET: slack.signingSecret,
     SLACK_API_URL: slack.apiUrl,
+    ...(mode === "http"
+      ? { SLACK_SIGNING_SECRET: slack.signingSecret }
+      : { SLACK_APP_TOKEN: slack.appToken }),
   });
   bots.push(bot);
   await bot.waitForOutput(/"msg":"slack adapter started"/);
+  if (mode === "socket") {
+    await waitUntil(() => slack.socket.connections > connections, "the Socket Mode connection");
+    return { bot, url: "" };
+  }
   const port = bot.stdout().match(/"port":(\d+),"msg":"slack adapter started"/)?.[1];
   return { bot, url: `http://127.0.0.1:${port}/slack/events` };
 }
@@ -214,4 +228,173 @@ describe("SIGTERM", () => {
     await expectDeliveredOnce(second.bot);
     expect(openai.requests).toHaveLength(1);
   });
+});
+
+/**
+ * Kill -9 at each step between "Slack sent it" and "the turn is recorded" (`src/failpoints.ts` names the
+ * points): before the event is in the inbox, after it is in but before Slack is answered, while it is being
+ * worked (an attachment download that hangs), and after its turn is recorded but before the inbox knows. Each
+ * request ends delivered once, or, when Slack never had its acknowledgement, Slack told the person it failed.
+ */
+describe("the inbox", () => {
+  /** Both processes hold an event for a second only, so the second takes over what the first left at once. */
+  const HOLD = { INBOX_HOLD_S: "1" };
+
+  /** A thread with its first image delivered; returns its root ts. */
+  async function firstImage(url: string, mode: "http" | "socket"): Promise<string> {
+    if (mode === "http") await imagine(url, "a paper boat");
+    else
+      expect(
+        (await slack.socket.sendSlashCommand({ text: "a paper boat", channel_id: CHANNEL, user_id: "U0001" }))
+          .ok,
+      ).toBe(true);
+    const root = await waitUntil(() => roots()[0], "the root message", 30_000);
+    await waitUntil(() => slack.message(CHANNEL, root.ts)?.text.includes("Done"), "the first image", 30_000);
+    return root.ts;
+  }
+
+  const uploadsUnder = (rootTs: string) =>
+    slack.uploads.filter((u) => u.completed && u.thread_ts === rootTs).map((u) => u.filename);
+
+  /** The reply was drawn once and shown once, as version 2. */
+  async function expectEditedOnce(bot: BotProcess, rootTs: string): Promise<void> {
+    await waitUntil(() => uploadsUnder(rootTs).length >= 2, "the edit's upload", 60_000);
+    await bot.waitForOutput(/"msg":"delivered"/, 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // a second take-over would show by now
+    expect(uploadsUnder(rootTs)).toEqual(["v1-1.png", "v2-1.png"]);
+    expect(openai.requests.filter((r) => r.endpoint === "images.edit")).toHaveLength(1);
+    expect(roots()).toHaveLength(1);
+  }
+
+  it("a command killed before it reached the inbox is not acknowledged, and nothing is drawn", {
+    timeout: 60_000,
+  }, async () => {
+    const first = await startSlackBot({ ...HOLD, THREADCANVAS_KILL_AT: "inbox:received:command" });
+    const ack = await slack.sendSlashCommand(first.url, {
+      text: "a lost kite",
+      channel_id: CHANNEL,
+      user_id: "U0001",
+    });
+    expect(ack.ok).toBe(false); // Slack tells the person the command failed
+    await first.bot.exited;
+
+    const second = await startSlackBot(HOLD);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(roots()).toHaveLength(0);
+    expect(openai.requests).toHaveLength(0);
+    second.bot.child.kill("SIGTERM");
+    await second.bot.exited;
+  });
+
+  it("a command killed after it reached the inbox, before Slack had its answer, is drawn once after a restart", {
+    timeout: 120_000,
+  }, async () => {
+    const first = await startSlackBot({ ...HOLD, THREADCANVAS_KILL_AT: "inbox:recorded:command" });
+    const ack = await slack.sendSlashCommand(first.url, {
+      text: "a red kite",
+      channel_id: CHANNEL,
+      user_id: "U0001",
+    });
+    expect(ack.ok).toBe(false);
+    await first.bot.exited;
+
+    const second = await startSlackBot(HOLD);
+    await second.bot.waitForOutput(/"msg":"taking over an unfinished event"/, 30_000);
+    await expectDeliveredOnce(second.bot);
+  });
+
+  it("a command killed after its turn was recorded, before the inbox knew, is drawn once", {
+    timeout: 120_000,
+  }, async () => {
+    openai.setLatency(60_000);
+    const first = await startSlackBot({ ...HOLD, THREADCANVAS_KILL_AT: "inbox:worked:command" });
+    await imagine(first.url, "a red kite");
+    await first.bot.exited;
+
+    openai.setLatency(0);
+    const second = await startSlackBot(HOLD);
+    await expectDeliveredOnce(second.bot);
+  });
+
+  for (const mode of ["http", "socket"] as const) {
+    const send = (url: string, event: ReturnType<FakeSlack["userMessage"]>, retryOf?: { eventId: string }) =>
+      mode === "http"
+        ? slack.sendEvent(url, event, retryOf ? { eventId: retryOf.eventId, retryNum: 1 } : {})
+        : slack.socket.sendEvent(
+            event,
+            retryOf
+              ? { eventId: retryOf.eventId, retryAttempt: 1, retryReason: "timeout" }
+              : { ackTimeoutMs: 1_500 },
+          );
+
+    describe(mode === "http" ? "over HTTP" : "in Socket Mode", () => {
+      it("a reply killed before it reached the inbox is edited once, from Slack's retry", {
+        timeout: 120_000,
+      }, async () => {
+        const first = await startSlackBot({ ...HOLD, THREADCANVAS_KILL_AT: "inbox:received:message" }, mode);
+        const rootTs = await firstImage(first.url, mode);
+        const reply = slack.userMessage({
+          channel: CHANNEL,
+          user: "U0002",
+          text: "add a frog",
+          thread_ts: rootTs,
+        });
+        const sent = await send(first.url, reply);
+        expect(sent.ok).toBe(false);
+        await first.bot.exited;
+
+        const second = await startSlackBot(HOLD, mode);
+        expect((await send(second.url, reply, sent)).ok).toBe(true);
+        await expectEditedOnce(second.bot, rootTs);
+      });
+
+      it("a reply killed after it reached the inbox is edited once, though Slack sends it again", {
+        timeout: 120_000,
+      }, async () => {
+        const first = await startSlackBot({ ...HOLD, THREADCANVAS_KILL_AT: "inbox:recorded:message" }, mode);
+        const rootTs = await firstImage(first.url, mode);
+        const reply = slack.userMessage({
+          channel: CHANNEL,
+          user: "U0002",
+          text: "add a frog",
+          thread_ts: rootTs,
+        });
+        const sent = await send(first.url, reply);
+        expect(sent.ok).toBe(false);
+        await first.bot.exited;
+
+        const second = await startSlackBot(HOLD, mode);
+        expect((await send(second.url, reply, sent)).ok).toBe(true);
+        await expectEditedOnce(second.bot, rootTs);
+      });
+
+      it("a reply acknowledged, killed while its attachment downloads, is edited once after a restart", {
+        timeout: 120_000,
+      }, async () => {
+        const first = await startSlackBot(HOLD, mode);
+        const rootTs = await firstImage(first.url, mode);
+        const file = slack.addUserFile({
+          bytes: await makePng(64, 64, "frog"),
+          name: "frog.png",
+          mimetype: "image/png",
+        });
+        slack.failNext("download", { hang: true });
+        const reply = slack.userMessage({
+          channel: CHANNEL,
+          user: "U0002",
+          text: "add this frog",
+          thread_ts: rootTs,
+          files: [file],
+        });
+        expect((await send(first.url, reply)).ok).toBe(true);
+        await waitUntil(() => slack.downloads.length === 1, "the download to start");
+        await kill(first.bot);
+
+        const second = await startSlackBot(HOLD, mode);
+        await expectEditedOnce(second.bot, rootTs);
+        const edit = openai.requests.find((r) => r.endpoint === "images.edit");
+        expect(edit?.files.filter((f) => f.field === "image[]")).toHaveLength(2); // the image, and the frog
+      });
+    });
+  }
 });

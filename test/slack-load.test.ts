@@ -27,7 +27,7 @@ beforeAll(async () => {
   });
   slack = await startFakeSlack({ channels: CHANNELS.map((id, i) => ({ id, name: `busy-${i}` })) });
   for (let i = 0; i < BURST; i++) slack.addUser(`U9${String(i).padStart(4, "0")}`, `user${i}`);
-  ({ adapter, url } = await startSlackBot(h.engine, slack));
+  ({ adapter, url } = await startSlackBot(h, slack));
 });
 afterAll(async () => {
   await adapter?.stop();

@@ -20,7 +20,7 @@ let url = "";
 beforeAll(async () => {
   h = await startEngineHarness({ engine: { maxDeliveryAttempts: 2, lateDeliveryRetryMs: 300 } });
   slack = await startFakeSlack();
-  ({ adapter, url } = await startSlackBot(h.engine, slack, { timeoutMs: 1_000 }));
+  ({ adapter, url } = await startSlackBot(h, slack, { timeoutMs: 1_000 }));
 });
 afterAll(async () => {
   await adapter?.stop();

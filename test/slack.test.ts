@@ -41,6 +41,7 @@ describe.each(["http", "socket"] as const)("slack over %s", (mode) => {
     slack = await startFakeSlack();
     adapter = new SlackAdapter({
       engine: h.engine,
+      inbox: h.inbox,
       logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
       botToken: slack.botToken,
       apiUrl: slack.apiUrl,

@@ -1,11 +1,12 @@
 import { Server } from "node:http";
 import type { App } from "@slack/bolt";
 import type { Logger } from "../../src/logger.ts";
-import type { ConversationEngine } from "../../src/ports.ts";
+import type { ConversationEngine, Inbox } from "../../src/ports.ts";
+import { InboxWorker } from "../shared/inbox.ts";
 import { createBoltApp, createPostingClient, type SlackConnection, withRateLimits } from "./client.ts";
 import { SlackDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
-import { registerSlackInbound } from "./inbound.ts";
+import { SlackInbound } from "./inbound.ts";
 import { SlackThreads } from "./threads.ts";
 
 /** How to reach Slack (`client.ts`), and what the adapter needs beside it. */
@@ -14,15 +15,14 @@ export interface SlackAdapterOptions extends SlackConnection {
   logger: Logger;
   /** Largest attachment used as a reference image. */
   maxAttachmentBytes?: number;
-  /**
-   * How long a command or click may take to be recorded before it is acknowledged anyway (Slack allows 3 s).
-   * Only a burst on a busy database gets near it.
-   */
-  ackGuardMs?: number;
+  /** Where events are written before they are acknowledged (`shared/inbox.ts`). */
+  inbox: Inbox;
+  /** How long this process holds an event it works before another pass may take it over; 2 minutes by default. */
+  inboxHoldMs?: number;
 }
 
 /**
- * Slack in, engine intents out (`inbound.ts`); engine results in, Slack messages out (`delivery.ts`). Holds
+ * Slack in, through the inbox, engine intents out (`inbound.ts`); engine results in, Slack messages out (`delivery.ts`). Holds
  * nothing that matters across a restart: threads, status messages and button targets live in the store or in
  * the buttons themselves.
  */
@@ -30,6 +30,7 @@ export class SlackAdapter {
   readonly app: App;
   readonly #options: SlackAdapterOptions;
   readonly #log: Logger;
+  readonly #inbox: InboxWorker;
   #botUserId: string | undefined;
 
   constructor(options: SlackAdapterOptions) {
@@ -46,7 +47,7 @@ export class SlackAdapter {
     };
     const threads = new SlackThreads(shared);
     const delivery = new SlackDelivery({ ...shared, threads });
-    registerSlackInbound(this.app, {
+    const inbound = new SlackInbound({
       posts,
       engine: options.engine,
       threads,
@@ -55,8 +56,16 @@ export class SlackAdapter {
       botToken: options.botToken,
       allowedHosts: allowedFileHosts(options.apiUrl),
       maxAttachmentBytes: options.maxAttachmentBytes ?? 20 * 1024 * 1024,
-      ackGuardMs: options.ackGuardMs,
     });
+    this.#inbox = new InboxWorker({
+      inbox: options.inbox,
+      platform: "slack",
+      logger: this.#log,
+      holdMs: options.inboxHoldMs,
+      work: (entry) => inbound.work(entry),
+      giveUp: (entry) => inbound.giveUp(entry),
+    });
+    inbound.register(this.app, this.#inbox);
     options.engine.observe("slack", {
       progress: (event) => delivery.progress(event),
       deliver: (event, signal) => delivery.deliver(event, signal),
@@ -69,11 +78,14 @@ export class SlackAdapter {
     const started: unknown = await this.app.start(this.#options.port ?? 3000);
     const address = started instanceof Server ? started.address() : null;
     const port = address && typeof address === "object" ? address.port : null;
+    // Events an earlier process recorded but did not finish are worked now.
+    this.#inbox.start();
     this.#log.info({ socketMode: Boolean(this.#options.appToken), port }, "slack adapter started");
     return port;
   }
 
   async stop(): Promise<void> {
+    await this.#inbox.stop();
     await this.app.stop();
   }
 }

@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { App, type Logger as BoltLogger, LogLevel } from "@slack/bolt";
+import {
+  App,
+  type Logger as BoltLogger,
+  LogLevel,
+  type ReceiverEvent,
+  SocketModeReceiver,
+  type SocketModeReceiverOptions,
+} from "@slack/bolt";
 import { type RetryOptions, WebAPIRateLimitedError, WebClient } from "@slack/web-api";
 import type { HttpRoute } from "../../src/http/http-server.ts";
 import { type Logger, redactUrlSecrets } from "../../src/logger.ts";
@@ -44,28 +51,92 @@ const RATE_LIMIT_PATIENCE_MS = 120_000;
 
 /** The Bolt app; its `client` is the one for reads and edits. */
 export function createBoltApp(connection: SlackConnection, log: Logger): App {
-  const socketMode = Boolean(connection.appToken);
+  const clientOptions = {
+    ...(connection.apiUrl ? { slackApiUrl: connection.apiUrl } : {}),
+    timeout: connection.timeoutMs ?? CALL_TIMEOUT_MS,
+    retryConfig: REPEATABLE_RETRIES,
+    // Rate limits come back to `withRateLimits`, which waits them out without spending the retries above.
+    rejectRateLimitedCalls: true,
+  };
+  const logger = boltLogger(log);
+  // Either way, Slack's request is answered only once the handlers are done, and they return once the event is
+  // in the inbox: a crash before that makes Slack report a failure or send the event again, never lose it.
+  const receiver = connection.appToken
+    ? new AckAfterHandlersReceiver(
+        {
+          appToken: connection.appToken,
+          logger,
+          logLevel: LogLevel.INFO,
+          installerOptions: { clientOptions },
+        },
+        log,
+      )
+    : undefined;
   return new App({
     token: connection.botToken,
-    appToken: connection.appToken,
-    socketMode,
-    signingSecret: socketMode ? undefined : connection.signingSecret,
-    // Over HTTP, Slack's request is answered only once the handlers are done, so an event is acknowledged
-    // after its turn is recorded: a crash before that makes Slack retry it instead of losing it. (Socket
-    // Mode acknowledges events before handlers run; Bolt offers no way to wait there.)
-    processBeforeResponse: !socketMode,
-    port: connection.port,
-    customRoutes: socketMode ? undefined : connection.routes?.map((route) => ({ ...route })),
-    clientOptions: {
-      ...(connection.apiUrl ? { slackApiUrl: connection.apiUrl } : {}),
-      timeout: connection.timeoutMs ?? CALL_TIMEOUT_MS,
-      retryConfig: REPEATABLE_RETRIES,
-      // Rate limits come back to `withRateLimits`, which waits them out without spending the retries above.
-      rejectRateLimitedCalls: true,
-    },
-    logger: boltLogger(log),
+    ...(receiver
+      ? { receiver }
+      : {
+          signingSecret: connection.signingSecret,
+          processBeforeResponse: true,
+          port: connection.port,
+          customRoutes: connection.routes?.map((route) => ({ ...route })),
+        }),
+    clientOptions,
+    logger,
     logLevel: LogLevel.INFO,
   });
+}
+
+/**
+ * Socket Mode that acknowledges an envelope only after the handlers returned, as HTTP does with
+ * `processBeforeResponse`; Bolt's own receiver acknowledges events before any handler runs. A handler that
+ * throws leaves the envelope unacknowledged, so Slack sends it again.
+ */
+class AckAfterHandlersReceiver extends SocketModeReceiver {
+  #app: App | undefined;
+
+  constructor(options: SocketModeReceiverOptions, log: Logger) {
+    super(options);
+    this.client.removeAllListeners("slack_event");
+    this.client.on("slack_event", async (args: SocketEnvelope) => {
+      const answer: { body?: unknown; given: boolean } = { given: false };
+      const event: ReceiverEvent = {
+        body: args.body,
+        ack: async (response?: unknown) => {
+          if (answer.given) return;
+          answer.given = true;
+          answer.body = response;
+        },
+        retryNum: args.retry_num,
+        retryReason: args.retry_reason,
+        customProperties: {},
+      };
+      try {
+        await this.#app?.processEvent(event);
+      } catch (error) {
+        log.warn({ err: error }, "slack event not acknowledged: its handler failed");
+        return;
+      }
+      if (answer.given)
+        await args
+          .ack(answer.body as Record<string, unknown> | undefined)
+          .catch((error: unknown) => log.warn({ err: error }, "could not acknowledge a slack event"));
+    });
+  }
+
+  override init(app: App): void {
+    super.init(app);
+    this.#app = app;
+  }
+}
+
+/** What `SocketModeClient` emits for each envelope. */
+interface SocketEnvelope {
+  body: Record<string, unknown>;
+  ack(response?: Record<string, unknown>): Promise<void>;
+  retry_num?: number;
+  retry_reason?: string;
 }
 
 /** The client for posts: never retried by the SDK (rate limits: see `withRateLimits`). */

@@ -1,11 +1,13 @@
 import type { App } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import type { ThreadKey } from "../../src/domain.ts";
+import { asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
-import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts";
+import type { ConversationEngine, ImageInput, InboxEntry, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
-import { buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
+import { type ButtonAction, buttonIntent, userMessage } from "../shared/inbound.ts";
+import type { InboxWorker } from "../shared/inbox.ts";
 import { respondPrivately, withRateLimits } from "./client.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
@@ -22,7 +24,10 @@ import {
 
 /**
  * Slack → engine: `/imagine`, mentions, replies in our threads and clicks on our buttons become intents. Each is
- * recorded, then acknowledged; bad input is answered privately (ephemeral) and records nothing.
+ * written to the inbox, then acknowledged, then worked from the inbox (`shared/inbox.ts`): downloads, checks
+ * and recording the turn happen after Slack has its answer, and are taken over by another pass if this process
+ * dies first. Bad input is answered privately (ephemeral) and records nothing: flags at once, in the
+ * acknowledgement; anything found while working through `response_url` or an ephemeral message.
  */
 
 export interface SlackInboundOptions {
@@ -36,8 +41,6 @@ export interface SlackInboundOptions {
   botToken: string;
   allowedHosts: ReadonlySet<string>;
   maxAttachmentBytes: number;
-  /** How long a command or click may take to be recorded before it is acknowledged anyway (Slack allows 3 s). */
-  ackGuardMs?: number;
 }
 
 /** What a person's message asks for: a new thread (a mention) or an edit (a reply in one of our threads). */
@@ -55,194 +58,315 @@ interface MessageRequest {
   newThread?: Intent["newThread"];
 }
 
-export function registerSlackInbound(app: App, options: SlackInboundOptions): void {
-  const { engine, threads, delivery } = options;
-  const log = options.logger;
-  const guardMs = options.ackGuardMs;
-  const posts = options.posts;
+interface CommandRequest {
+  team: string;
+  channel: string;
+  user: string;
+  text: string;
+  triggerId: string;
+  responseUrl: string;
+}
 
-  /** Submits, then shows the new turn's status line in its thread. */
-  const submitAndShow = async (intent: Intent): Promise<void> => {
-    const { turn, created, position } = await engine.submit(intent);
-    if (created) delivery.showQueued(turn, position);
-  };
+interface ClickRequest {
+  action: ButtonAction;
+  actionId: string;
+  imageId: string;
+  user: string;
+  triggerId: string;
+  responseUrl?: string;
+}
 
-  const submitFromMessage = async (request: MessageRequest): Promise<void> => {
-    try {
-      const { prompt, params } = parseImagineText(request.text);
-      const referenceImages: ImageInput[] = [];
-      for (const file of request.files) {
-        const bytes = await downloadSlackImage(file, {
-          botToken: options.botToken,
-          allowedHosts: options.allowedHosts,
-          maxBytes: options.maxAttachmentBytes,
-        });
-        // The download refuses any other type; the engine checks the bytes themselves.
-        referenceImages.push({ bytes, format: imageFormatOf(file.mimetype) ?? "png" });
+/** What the inbox keeps of each Slack event: enough to work it from the database alone. */
+type SlackEvent =
+  | { kind: "command"; payload: CommandRequest }
+  | { kind: "message"; payload: MessageRequest }
+  | { kind: "click"; payload: ClickRequest };
+
+const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
+
+export class SlackInbound {
+  readonly #options: SlackInboundOptions;
+  readonly #log: Logger;
+  #inbox: InboxWorker | undefined;
+
+  constructor(options: SlackInboundOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+  }
+
+  /** The listeners on `app`; events are recorded in `inbox`, and worked by `work`. */
+  register(app: App, inbox: InboxWorker): void {
+    this.#inbox = inbox;
+    const { threads } = this.#options;
+    const log = this.#log;
+
+    app.command("/imagine", async ({ command, ack }) => {
+      try {
+        parseImagineText(command.text);
+      } catch (error) {
+        await ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` });
+        return;
       }
-      await submitAndShow({
-        threadKey: request.threadKey,
-        kind: request.kind,
-        prompt,
-        params,
-        userId: request.user,
-        sourceMessageId: request.ts,
-        // The message itself, so Slack's retries of the same event (or a mention that is also a message) make one turn.
-        idempotencyKey: messageKey(request.team, request.channel, request.ts),
-        referenceImages,
-        newThread: request.newThread,
-      });
-    } catch (error) {
-      await withRateLimits(() =>
-        posts.chat.postEphemeral({
-          channel: request.channel,
-          user: request.user,
-          thread_ts: request.kind === "edit" ? (request.threadTs ?? undefined) : undefined,
-          text: `✖ ${userMessage(error, log, "message")}`,
-        }),
-      ).catch((postError: unknown) => log.warn({ err: postError }, "could not post ephemeral error"));
-    }
-  };
+      await this.#receive(
+        {
+          kind: "command",
+          payload: {
+            team: command.team_id,
+            channel: command.channel_id,
+            user: command.user_id,
+            text: command.text,
+            triggerId: command.trigger_id,
+            responseUrl: command.response_url,
+          },
+        },
+        commandKey(command.trigger_id),
+        () => ack(),
+      );
+    });
 
-  app.command("/imagine", async ({ command, ack }) => {
-    let parsed: ReturnType<typeof parseImagineText>;
+    app.event("app_mention", async ({ event, context, body }) => {
+      // Bots (another integration quoting us, a workflow) never start a thread: only people spend the key.
+      if (event.bot_id || !event.user) return;
+      const team = context.teamId ?? body.team_id;
+      // A mention inside one of our threads also arrives as a `message` event, which handles it.
+      if (event.thread_ts && (await threads.known(team, event.channel, event.thread_ts))) return;
+      // Inside someone else's thread, that thread becomes ours: the result goes there, and later replies in it
+      // (which carry its thread_ts) find it by its key.
+      const rootTs = event.thread_ts ?? event.ts;
+      const text = stripMention(event.text ?? "", context.botUserId);
+      await this.#receiveMessage({
+        team,
+        channel: event.channel,
+        user: event.user,
+        ts: event.ts,
+        threadKey: slackThreadKey(team, event.channel, rootTs),
+        kind: "generate",
+        text,
+        files: filesOf(event),
+        newThread: {
+          title: text.slice(0, 200),
+          meta: { team, channel: event.channel, rootTs, rootIsOurs: false },
+        },
+      });
+    });
+
+    app.event("message", async ({ event, context, body }) => {
+      const message = event as {
+        subtype?: string;
+        bot_id?: string;
+        user?: string;
+        text?: string;
+        ts: string;
+        thread_ts?: string;
+        channel: string;
+        files?: SlackFile[];
+      };
+      // Only people's new messages in a thread: no bots (ourselves included), no edits or deletions. A reply also
+      // sent to the channel ("thread_broadcast") is a reply like any other.
+      if (message.subtype && !REPLY_SUBTYPES.has(message.subtype)) return;
+      if (message.bot_id || !message.user || message.user === context.botUserId) return;
+      if (!message.thread_ts || message.thread_ts === message.ts) return;
+      const team = context.teamId ?? body.team_id;
+      const thread = await threads.known(team, message.channel, message.thread_ts);
+      if (!thread) return;
+      await this.#receiveMessage({
+        team,
+        channel: message.channel,
+        user: message.user,
+        ts: message.ts,
+        threadKey: thread.key,
+        threadTs: message.thread_ts,
+        kind: "edit",
+        text: stripMention(message.text ?? "", context.botUserId),
+        files: filesOf(message),
+      });
+    });
+
+    app.action(/^tc_/, async ({ action, ack, body }) => {
+      const actionId = (action as { action_id: string }).action_id;
+      const value = decodeButtonValue((action as { value?: string }).value);
+      const buttonAction = buttonActionOf(actionId);
+      if (!value || !buttonAction) return await ack();
+      const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
+      const responseUrl = (body as { response_url?: string }).response_url;
+      await this.#receive(
+        {
+          kind: "click",
+          payload: {
+            action: buttonAction,
+            actionId,
+            imageId: value.i,
+            user: body.user.id,
+            triggerId,
+            ...(responseUrl ? { responseUrl } : {}),
+          },
+        },
+        clickKey(triggerId),
+        () => ack(),
+      );
+    });
+  }
+
+  /**
+   * Records the event, acknowledges it (over HTTP and in Socket Mode the acknowledgement leaves when the
+   * handler returns, `client.ts`), then works it without holding the handler.
+   */
+  async #receive(event: SlackEvent, key: string, ack?: () => Promise<void>): Promise<void> {
+    const inbox = this.#inboxWorker();
+    const entry = await inbox.receive(event.kind, key, event.payload);
+    await ack?.();
+    if (entry) void inbox.work(entry);
+  }
+
+  #receiveMessage(request: MessageRequest): Promise<void> {
+    // The message itself is the key, so Slack's retries of the same event (or a mention that is also a
+    // message) make one turn.
+    return this.#receive(
+      { kind: "message", payload: request },
+      messageKey(request.team, request.channel, request.ts),
+    );
+  }
+
+  #inboxWorker(): InboxWorker {
+    if (!this.#inbox) throw new Error("SlackInbound.register was not called");
+    return this.#inbox;
+  }
+
+  /**
+   * Works one recorded event: records its turn, or tells the person why not. An error that may pass (the
+   * database, a timeout) is thrown, so the event is taken again later; only the attempts running out then
+   * tell the person (`giveUp`).
+   */
+  async work(entry: InboxEntry): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as SlackEvent;
     try {
-      parsed = parseImagineText(command.text);
+      switch (event.kind) {
+        case "command":
+          return await this.#workCommand(event.payload, entry.key);
+        case "message":
+          return await this.#workMessage(event.payload, entry.key);
+        case "click":
+          return await this.#workClick(event.payload, entry.key);
+        default:
+          this.#log.warn({ kind: entry.kind }, "unknown slack event in the inbox");
+      }
     } catch (error) {
-      await ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` });
-      return;
+      if (asAppError(error).code === "internal") throw error;
+      await this.#explain(event, `✖ ${userMessage(error, this.#log, event.kind)}`);
     }
-    const { prompt, params } = parsed;
-    const threadKey = slackCommandThreadKey(command.team_id, command.channel_id, command.trigger_id);
+  }
+
+  /** Tells the person an event they sent was not recorded after all. */
+  async giveUp(entry: InboxEntry): Promise<void> {
+    await this.#explain({ kind: entry.kind, payload: entry.payload } as SlackEvent, `✖ ${NOT_RECORDED}`);
+  }
+
+  async #workCommand(command: CommandRequest, key: string): Promise<void> {
+    const { engine, threads } = this.#options;
+    const { prompt, params } = parseImagineText(command.text);
+    const threadKey = slackCommandThreadKey(command.team, command.channel, command.triggerId);
+    await engine.submit({
+      threadKey,
+      kind: "generate",
+      prompt,
+      params,
+      userId: command.user,
+      idempotencyKey: key,
+      newThread: {
+        title: prompt.slice(0, 200),
+        meta: { team: command.team, channel: command.channel, rootIsOurs: true, rootPosting: true },
+      },
+    });
+    // The root message follows the recording; if this process dies first, the worker posts it.
     const root: NewRoot = {
-      team: command.team_id,
-      channel: command.channel_id,
-      userId: command.user_id,
+      team: command.team,
+      channel: command.channel,
+      userId: command.user,
       prompt,
       params,
     };
-    const { outcome } = await recordThenAcknowledge({
-      recording: engine.submit({
-        threadKey,
-        kind: "generate",
-        prompt,
-        params,
-        userId: command.user_id,
-        idempotencyKey: commandKey(command.trigger_id),
-        newThread: {
-          title: prompt.slice(0, 200),
-          meta: { team: command.team_id, channel: command.channel_id, rootIsOurs: true, rootPosting: true },
-        },
-      }),
-      guardMs,
-      refuse: (error) => ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` }),
-      acknowledge: () => ack(),
-      explainLate: (error) =>
-        respondPrivately(command.response_url, `✖ ${userMessage(error, log, "imagine")}`).catch(
-          (failure: unknown) => log.warn({ err: failure }, "could not explain a failed command"),
-        ),
-    });
-    // Over HTTP the acknowledgement is sent only when this handler returns: nothing after it is awaited here.
-    // The root message follows the acknowledgement; if this process dies first, the worker posts it.
-    void outcome.then((recorded) =>
-      recorded.ok ? threads.rooted(threadKey, root).catch(() => {}) : undefined,
-    );
-  });
+    void threads.rooted(threadKey, root).catch(() => {});
+  }
 
-  app.event("app_mention", async ({ event, context, body }) => {
-    // Bots (another integration quoting us, a workflow) never start a thread: only people spend the key.
-    if (event.bot_id || !event.user) return;
-    const team = context.teamId ?? body.team_id;
-    // A mention inside one of our threads also arrives as a `message` event, which handles it.
-    if (event.thread_ts && (await threads.known(team, event.channel, event.thread_ts))) return;
-    // Inside someone else's thread, that thread becomes ours: the result goes there, and later replies in it
-    // (which carry its thread_ts) find it by its key.
-    const rootTs = event.thread_ts ?? event.ts;
-    const text = stripMention(event.text ?? "", context.botUserId);
-    await submitFromMessage({
-      team,
-      channel: event.channel,
-      user: event.user,
-      ts: event.ts,
-      threadKey: slackThreadKey(team, event.channel, rootTs),
-      kind: "generate",
-      text,
-      files: (event as { files?: SlackFile[] }).files ?? [],
-      newThread: {
-        title: text.slice(0, 200),
-        meta: { team, channel: event.channel, rootTs, rootIsOurs: false },
-      },
-    });
-  });
-
-  app.event("message", async ({ event, context, body }) => {
-    const message = event as {
-      subtype?: string;
-      bot_id?: string;
-      user?: string;
-      text?: string;
-      ts: string;
-      thread_ts?: string;
-      channel: string;
-      files?: SlackFile[];
-    };
-    // Only people's new messages in a thread: no bots (ourselves included), no edits or deletions. A reply also
-    // sent to the channel ("thread_broadcast") is a reply like any other.
-    if (message.subtype && !REPLY_SUBTYPES.has(message.subtype)) return;
-    if (message.bot_id || !message.user || message.user === context.botUserId) return;
-    if (!message.thread_ts || message.thread_ts === message.ts) return;
-    const team = context.teamId ?? body.team_id;
-    const thread = await threads.known(team, message.channel, message.thread_ts);
-    if (!thread) return;
-    await submitFromMessage({
-      team,
-      channel: message.channel,
-      user: message.user,
-      ts: message.ts,
-      threadKey: thread.key,
-      threadTs: message.thread_ts,
-      kind: "edit",
-      text: stripMention(message.text ?? "", context.botUserId),
-      files: message.files ?? [],
-    });
-  });
-
-  app.action(/^tc_/, async ({ action, ack, body }) => {
-    const actionId = (action as { action_id: string }).action_id;
-    const value = decodeButtonValue((action as { value?: string }).value);
-    const buttonAction = buttonActionOf(actionId);
-    if (!value || !buttonAction) return await ack();
-    const responseUrl = (body as { response_url?: string }).response_url;
-    const explain = async (error: unknown) => {
-      const text = `✖ ${userMessage(error, log, actionId)}`;
-      if (!responseUrl) return;
-      await respondPrivately(responseUrl, text, { keepOriginal: true }).catch((failure: unknown) =>
-        log.warn({ err: failure }, "could not explain a failed click"),
-      );
-    };
-    const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
-    const recording = (async () => {
-      // The image decides the thread (a value's `t` names it too, for buttons posted by older versions).
-      const { intent } = await buttonIntent(engine, {
-        action: buttonAction,
-        imageId: value.i,
-        userId: body.user.id,
-        platform: "slack",
+  async #workMessage(request: MessageRequest, key: string): Promise<void> {
+    const { prompt, params } = parseImagineText(request.text);
+    const referenceImages: ImageInput[] = [];
+    for (const file of request.files) {
+      const bytes = await downloadSlackImage(file, {
+        botToken: this.#options.botToken,
+        allowedHosts: this.#options.allowedHosts,
+        maxBytes: this.#options.maxAttachmentBytes,
       });
-      await submitAndShow({ ...intent, idempotencyKey: clickKey(triggerId) });
-    })();
-    // A click gets no visible acknowledgement, so a refusal is an acknowledgement and an explanation.
-    await recordThenAcknowledge({
-      recording,
-      guardMs,
-      refuse: async (error) => {
-        await ack();
-        await explain(error);
-      },
-      acknowledge: () => ack(),
-      explainLate: explain,
+      // The download refuses any other type; the engine checks the bytes themselves.
+      referenceImages.push({ bytes, format: imageFormatOf(file.mimetype) ?? "png" });
+    }
+    await this.#submitAndShow({
+      threadKey: request.threadKey,
+      kind: request.kind,
+      prompt,
+      params,
+      userId: request.user,
+      sourceMessageId: request.ts,
+      idempotencyKey: key,
+      referenceImages,
+      newThread: request.newThread,
     });
-  });
+  }
+
+  async #workClick(click: ClickRequest, key: string): Promise<void> {
+    // The image decides the thread.
+    const { intent } = await buttonIntent(this.#options.engine, {
+      action: click.action,
+      imageId: click.imageId,
+      userId: click.user,
+      platform: "slack",
+    });
+    await this.#submitAndShow({ ...intent, idempotencyKey: key });
+  }
+
+  /** Submits, then shows the new turn's status line in its thread. */
+  async #submitAndShow(intent: Intent): Promise<void> {
+    const { turn, created, position } = await this.#options.engine.submit(intent);
+    if (created) this.#options.delivery.showQueued(turn, position);
+  }
+
+  /** Says privately, to whoever sent the event, what became of it. */
+  async #explain(event: SlackEvent, text: string): Promise<void> {
+    const log = this.#log;
+    const failed = (error: unknown) => log.warn({ err: error }, "could not explain a failed request");
+    switch (event.kind) {
+      case "command":
+        await respondPrivately(event.payload.responseUrl, text).catch(failed);
+        return;
+      case "click":
+        if (event.payload.responseUrl)
+          await respondPrivately(event.payload.responseUrl, text, { keepOriginal: true }).catch(failed);
+        return;
+      case "message": {
+        const request = event.payload;
+        await withRateLimits(() =>
+          this.#options.posts.chat.postEphemeral({
+            channel: request.channel,
+            user: request.user,
+            thread_ts: request.kind === "edit" ? (request.threadTs ?? undefined) : undefined,
+            text,
+          }),
+        ).catch(failed);
+      }
+    }
+  }
+}
+
+/** The files of a message, as much of each as a download needs. */
+function filesOf(message: { files?: SlackFile[] }): SlackFile[] {
+  return (message.files ?? []).map(({ id, name, mimetype, size, url_private, url_private_download }) => ({
+    id,
+    name,
+    mimetype,
+    size,
+    url_private,
+    url_private_download,
+  }));
 }
 
 /** Message subtypes that are still a person's new reply: with files, or also sent to the channel. */

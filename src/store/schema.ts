@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   type AnyPgColumn,
+  bigint,
   check,
   index,
   integer,
@@ -198,6 +199,38 @@ export const providerResults = pgTable("provider_results", {
   createdAt: createdAt(),
 });
 
+/**
+ * Platform events as they arrived (a Slack command, event or click; a Discord interaction or message), written
+ * with one insert before the platform is acknowledged: an acknowledged event is never lost, whatever happens
+ * to the process while it is downloaded, checked and recorded as a turn. `key` is the event's idempotency key
+ * (a platform's retry of the event finds its row); the payload is dropped once the event is finished, since it
+ * can carry short-lived reply tokens. See `store/inbox-store.ts`.
+ */
+export const inbox = pgTable(
+  "inbox",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    platform: text("platform").$type<Platform>().notNull(),
+    key: text("key").notNull(),
+    kind: text("kind").notNull(),
+    payload: jsonb("payload").$type<unknown>(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Until when the process working the event holds it; after that, any process's sweep takes it over. */
+    claimedUntil: timestamp("claimed_until", { withTimezone: true }).notNull(),
+    /** How many times it was taken (the first, at arrival, included). */
+    attempts: integer("attempts").notNull().default(1),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    /** How it ended: `done` (recorded, or answered), `gave_up`. */
+    outcome: text("outcome"),
+  },
+  (t) => [
+    unique("inbox_key_unique").on(t.key),
+    check("inbox_platform_check", sql`${t.platform} in (${sqlList(PLATFORMS)})`),
+    index("inbox_unfinished_idx").on(t.claimedUntil).where(sql`${t.finishedAt} is null`),
+    index("inbox_finished_idx").on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
+  ],
+);
+
 /** One row per model call of a turn (a "think" turn calls the planner and the image model). */
 export const usage = pgTable(
   "usage",
@@ -224,3 +257,4 @@ export type ThreadRow = typeof threads.$inferSelect;
 export type TurnRow = typeof turns.$inferSelect;
 export type ImageRow = typeof images.$inferSelect;
 export type UsageRow = typeof usage.$inferSelect;
+export type InboxRow = typeof inbox.$inferSelect;

@@ -176,7 +176,13 @@ async function receiveUpload(
 }
 
 /** `url_private(_download)`: the bytes with the bot token; otherwise, like Slack, a 200 HTML sign-in page. */
-export function serveFile(req: IncomingMessage, res: ServerResponse, state: SlackState, path: string) {
+export function serveFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: SlackState,
+  failures: Failures,
+  path: string,
+) {
   const [, , key = "", ...rest] = path.split("/");
   const fileId = key.startsWith(`${state.teamId}-`) ? key.slice(state.teamId.length + 1) : "";
   const hosted = state.files.get(fileId);
@@ -190,6 +196,11 @@ export function serveFile(req: IncomingMessage, res: ServerResponse, state: Slac
       `<!DOCTYPE html><html lang="en"><head><title>Slack</title></head><body>` +
         `<h1>Sign in to ${state.teamName}</h1><form action="/signin" method="post"></form></body></html>`,
     );
+  }
+  const failure = failures.get("download")?.shift();
+  if (failure) {
+    if ("hang" in failure) return hang(state, req, {}, false);
+    if (applyFailure(failure, req, res, () => {})) return;
   }
   const download = rest[0] === "download";
   res.writeHead(200, {

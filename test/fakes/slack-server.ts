@@ -187,7 +187,8 @@ export interface FakeSlack extends Readonly<SlackIdentity> {
    */
   afterNextCall(method: string, hook: () => void | Promise<void>): void;
   /**
-   * Scripted failures for the next calls of a Web API method (`"upload"`: the upload URL): an error, a 429, a
+   * Scripted failures for the next calls of a Web API method (`"upload"`: the upload URL; `"download"`: the
+   * file host behind `url_private`): an error, a 429, a
    * status, a dropped connection, or `{ hang: true, processed? }` (never answered; with `processed` after taking
    * effect).
    */
@@ -462,7 +463,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: SlackSta
     if (path.startsWith("/upload/v1/"))
       return await handleUpload(state, failures, path.slice("/upload/v1/".length), req, raw, res);
     if (path.startsWith("/files-pri/") && (req.method === "GET" || req.method === "HEAD"))
-      return serveFile(req, res, state, path);
+      return serveFile(req, res, state, failures, path);
     if (path.startsWith("/respond/") && req.method === "POST") return respond(req, res, state, path, raw);
     res.writeHead(404, { "content-type": "text/plain" }).end("Not Found");
   } catch (error) {

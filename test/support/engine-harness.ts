@@ -8,6 +8,7 @@ import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "../../src/queue/job-queue.ts";
 import { FsBlobStore } from "../../src/store/blob-store.ts";
 import { PostgresConversationStore } from "../../src/store/conversation-store.ts";
+import { PostgresInbox } from "../../src/store/inbox-store.ts";
 import { type FakeOpenAI, type FakeOpenAIOptions, startFakeOpenAI } from "../fakes/openai-server.ts";
 import { openTestDatabase, type TestDatabase } from "./database.ts";
 
@@ -22,6 +23,8 @@ export interface EngineHarness {
   fake: FakeOpenAI;
   database: TestDatabase;
   store: PostgresConversationStore;
+  /** The inbox adapters under test write platform events to. */
+  inbox: PostgresInbox;
   blobs: FsBlobStore;
   engine: Engine;
   events: TurnEvent[];
@@ -95,6 +98,7 @@ export async function startEngineHarness(
     fake,
     database,
     store,
+    inbox: new PostgresInbox(database.db),
     blobs,
     engine,
     events,

@@ -1,6 +1,6 @@
 import pino from "pino";
 import { SlackAdapter, type SlackAdapterOptions } from "../../adapters/slack/adapter.ts";
-import type { ConversationEngine } from "../../src/ports.ts";
+import type { ConversationEngine, Inbox } from "../../src/ports.ts";
 import type { FakeSlack } from "../fakes/slack-server.ts";
 
 /**
@@ -8,12 +8,13 @@ import type { FakeSlack } from "../fakes/slack-server.ts";
  * fake echoing the bot's own posts back to it as Slack does. `url` is its /slack/events.
  */
 export async function startSlackBot(
-  engine: ConversationEngine,
+  { engine, inbox }: { engine: ConversationEngine; inbox: Inbox },
   slack: FakeSlack,
   options: Partial<SlackAdapterOptions> = {},
 ): Promise<{ adapter: SlackAdapter; url: string }> {
   const adapter = new SlackAdapter({
     engine,
+    inbox,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
     botToken: slack.botToken,
     signingSecret: slack.signingSecret,

@@ -1,0 +1,77 @@
+import { and, asc, eq, inArray, isNull, lt, lte, sql } from "drizzle-orm";
+import type { Platform } from "../domain.ts";
+import type { Inbox, InboxEntry, InboxEvent } from "../ports.ts";
+import type { Db } from "./database.ts";
+import { type InboxRow, inbox } from "./schema.ts";
+
+/** The inbox on PostgreSQL or PGlite, through drizzle. Each call is one statement. */
+export class PostgresInbox implements Inbox {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async receive(event: InboxEvent, holdMs: number): Promise<InboxEntry | null> {
+    const [row] = await this.#db
+      .insert(inbox)
+      .values({
+        platform: event.platform,
+        key: event.key,
+        kind: event.kind,
+        payload: event.payload,
+        claimedUntil: sql`now() + ${holdMs}::int * interval '1 millisecond'`,
+      })
+      .onConflictDoNothing({ target: inbox.key })
+      .returning();
+    return row ? toEntry(row) : null;
+  }
+
+  async takeLapsed(platform: Platform, holdMs: number, limit: number): Promise<InboxEntry[]> {
+    const lapsed = this.#db
+      .select({ id: inbox.id })
+      .from(inbox)
+      .where(and(isNull(inbox.finishedAt), eq(inbox.platform, platform), lte(inbox.claimedUntil, sql`now()`)))
+      .orderBy(asc(inbox.id))
+      .limit(limit)
+      .for("update", { skipLocked: true });
+    const rows = await this.#db
+      .update(inbox)
+      .set({
+        claimedUntil: sql`now() + ${holdMs}::int * interval '1 millisecond'`,
+        attempts: sql`${inbox.attempts} + 1`,
+      })
+      .where(inArray(inbox.id, lapsed))
+      .returning();
+    return rows.map(toEntry).sort((a, b) => a.id - b.id);
+  }
+
+  async finish(id: number, outcome: "done" | "gave_up"): Promise<void> {
+    await this.#db
+      .update(inbox)
+      .set({ finishedAt: sql`now()`, outcome, payload: null })
+      .where(and(eq(inbox.id, id), isNull(inbox.finishedAt)));
+  }
+
+  async has(key: string): Promise<boolean> {
+    const [row] = await this.#db.select({ id: inbox.id }).from(inbox).where(eq(inbox.key, key)).limit(1);
+    return row !== undefined;
+  }
+
+  async prune(before: Date): Promise<number> {
+    const rows = await this.#db.delete(inbox).where(lt(inbox.finishedAt, before)).returning({ id: inbox.id });
+    return rows.length;
+  }
+}
+
+function toEntry(row: InboxRow): InboxEntry {
+  return {
+    id: row.id,
+    platform: row.platform,
+    key: row.key,
+    kind: row.kind,
+    payload: row.payload,
+    attempts: row.attempts,
+    receivedAt: row.receivedAt,
+  };
+}
