@@ -16,10 +16,16 @@ import { runBurstBench } from "./burst.ts";
 await runBurstBench(
   {
     name: "Discord",
-    async start({ engine, logger }, users) {
+    async start({ engine, inbox, logger }, users) {
       const discord = await startFakeDiscord({ users: [...users] });
       await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
-      const adapter = new DiscordAdapter({ engine, logger, token: discord.botToken, apiUrl: discord.apiUrl });
+      const adapter = new DiscordAdapter({
+        engine,
+        inbox,
+        logger,
+        token: discord.botToken,
+        apiUrl: discord.apiUrl,
+      });
       await adapter.start();
       let handles: InteractionHandle[] = [];
       return {

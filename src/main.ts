@@ -57,6 +57,8 @@ async function runPlatforms(config: Config): Promise<void> {
     adapters.push(
       new DiscordAdapter({
         engine: app.engine,
+        inbox: app.inbox,
+        inboxHoldMs: config.inboxHoldMs,
         logger,
         token: config.discord.token,
         apiUrl: config.discord.apiUrl,

@@ -11,6 +11,7 @@ import {
   type StoredMessage,
   startFakeDiscord,
 } from "./fakes/discord-server.ts";
+import { makePng } from "./fakes/images.ts";
 import { renderImage, validateImageParams } from "./fakes/openai-rules.ts";
 import { type FakeOpenAI, type RecordedRequest, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { type BotProcess, startBot } from "./support/bot-process.ts";
@@ -62,8 +63,9 @@ async function world({ expect, onTestFinished }: TestContext): Promise<World> {
 }
 
 /** `npm start` against the fakes; resolves once the bot is logged in on the fake gateway. */
-async function startDiscordBot(w: World): Promise<BotProcess> {
+async function startDiscordBot(w: World, env: Record<string, string> = {}): Promise<BotProcess> {
   const bot = startBot({
+    ...env,
     OPENAI_API_KEY: w.openai.apiKey,
     OPENAI_BASE_URL: w.openai.baseUrl,
     DATA_DIR: w.data.dataDir,
@@ -340,5 +342,168 @@ describe.concurrent("discord: a message in the thread, the bot killed mid-edit",
     await expectEditDeliveredOnce(w, second, t, 1);
     expect(w.openai.requests.map((r) => r.endpoint)).toEqual(["images.generate", "images.edit"]);
     expect(succeeded(w, EDIT, callsBefore)).toEqual([]);
+  });
+});
+
+/**
+ * Kill -9 on the way into the inbox (`src/failpoints.ts` names the points): before an event is written, after
+ * it is written but before Discord has its acknowledgement, after its turn is recorded but before the inbox
+ * knew, and while a message's attachment downloads; and messages written while no bot was running. Each ends
+ * shown once, or, when Discord never had an acknowledgement, with nothing recorded (Discord itself told the
+ * person the bot did not respond).
+ */
+describe.concurrent("discord: the inbox, and a bot killed on the way in", { timeout: 120_000 }, () => {
+  /** Both processes hold an event for a second only, so the second takes over what the first left at once. */
+  const HOLD = { INBOX_HOLD_S: "1" };
+
+  /** A /imagine shown with its thread; resolves with the thread, the reply and the first image's bytes. */
+  async function firstImage(w: World, bot: BotProcess) {
+    const handle = await imagine(w, "a quiet harbour");
+    const reply = await handle.waitForOriginal((m) => m.components.length > 0, 30_000);
+    const thread = await w.discord.waitFor(() => w.discord.channel(reply.id), 30_000, "the thread");
+    await bot.waitForOutput(ENGINE_DELIVERED);
+    return { reply, threadId: thread.id };
+  }
+
+  /** The edit asked in the thread was drawn once and shown once, as version 2, answering the message. */
+  async function expectEditedOnce(w: World, bot: BotProcess, threadId: string, asked: StoredMessage) {
+    const { expect } = w;
+    const answer = await w.discord.waitFor(
+      () =>
+        w.discord
+          .messages(threadId)
+          .find(
+            (m) =>
+              m.author.id === w.bot &&
+              m.messageReference?.message_id === asked.id &&
+              filenames(m).includes("v2-1.png"),
+          ),
+      RECOVERY_MS,
+      "the edit's result",
+    );
+    await bot.waitForOutput(ENGINE_DELIVERED);
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // a second take-over would show by now
+    expect(w.discord.messages(threadId).filter((m) => m.author.id === w.bot)).toEqual([answer]);
+    expect(w.openai.requests.filter((r) => r.endpoint === "images.edit")).toHaveLength(1);
+    const { history } = await stopAndReadStore(w, bot, threadId);
+    expect(history.turns.map((t) => [t.kind, t.status, t.deliveredAt instanceof Date])).toEqual([
+      ["generate", "succeeded", true],
+      ["edit", "succeeded", true],
+    ]);
+  }
+
+  it("a /imagine killed before it reached the inbox is never acknowledged, and nothing is drawn", async (context) => {
+    const w = await world(context);
+    const { expect } = w;
+    const first = await startDiscordBot(w, { ...HOLD, THREADCANVAS_KILL_AT: "inbox:received:command" });
+    const handle = w.discord.slashCommand({ name: "imagine", options: { prompt: "a lost kite" } });
+    await first.exited;
+    expect(handle.ack).toBeNull(); // Discord tells the person the bot did not respond
+
+    const second = await startDiscordBot(w, HOLD);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(w.openai.requests).toEqual([]);
+    expect(w.discord.messages(w.discord.channelId)).toEqual([]);
+    second.child.kill("SIGTERM");
+    await second.exited;
+  });
+
+  it("a /imagine killed after it reached the inbox, before Discord had its answer, is drawn once after a restart", async (context) => {
+    const w = await world(context);
+    const { expect } = w;
+    const first = await startDiscordBot(w, { ...HOLD, THREADCANVAS_KILL_AT: "inbox:recorded:command" });
+    const handle = w.discord.slashCommand({ name: "imagine", options: { prompt: "a red kite" } });
+    await first.exited;
+    expect(handle.ack).toBeNull();
+
+    const second = await startDiscordBot(w, HOLD);
+    await second.waitForOutput(/"msg":"taking over an unfinished event"/, 30_000);
+    await second.waitForOutput(ENGINE_DELIVERED, RECOVERY_MS);
+    // The reply was never made (Discord refused it after 3 s): the result is a message in the channel, once.
+    const shown = w.discord.messages(w.discord.channelId).filter((m) => m.author.id === w.bot);
+    expect(shown.map(filenames)).toEqual([["v1-1.png"]]);
+    expect(w.openai.requests.map((r) => r.endpoint)).toEqual(["images.generate"]);
+  });
+
+  it("a /imagine killed after its turn was recorded, before the inbox knew, is shown once", async (context) => {
+    const w = await world(context);
+    const { expect } = w;
+    w.openai.setLatency(60_000);
+    const first = await startDiscordBot(w, { ...HOLD, THREADCANVAS_KILL_AT: "inbox:worked:command" });
+    const handle = await imagine(w, "a red kite");
+    await first.exited;
+
+    w.openai.setLatency(0);
+    const second = await startDiscordBot(w, HOLD);
+    await second.waitForOutput(ENGINE_DELIVERED, RECOVERY_MS);
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // a second take-over would show by now
+    const reply = handle.original as StoredMessage;
+    expect(filenames(reply)).toEqual(["v1-1.png"]);
+    expect(handle.followUps).toEqual([]);
+    expect(w.discord.threads().map((t) => t.id)).toEqual([reply.id]);
+    const { history } = await stopAndReadStore(w, second, reply.id);
+    expect(history.turns.map((t) => [t.status, t.deliveredAt instanceof Date])).toEqual([
+      ["succeeded", true],
+    ]);
+  });
+
+  for (const point of ["inbox:received:message", "inbox:recorded:message"]) {
+    it(`a message in the thread killed at ${point} is edited once after a restart`, async (context) => {
+      const w = await world(context);
+      const first = await startDiscordBot(w, { ...HOLD, THREADCANVAS_KILL_AT: point });
+      const { threadId } = await firstImage(w, first);
+      const asked = w.discord.userMessage({ channel: threadId, content: "add a lighthouse" });
+      await first.exited;
+
+      const second = await startDiscordBot(w, HOLD);
+      await expectEditedOnce(w, second, threadId, asked);
+    });
+  }
+
+  it("a message killed while its attachment downloads is edited once after a restart", async (context) => {
+    const w = await world(context);
+    const { expect } = w;
+    const first = await startDiscordBot(w, HOLD);
+    const { threadId } = await firstImage(w, first);
+    w.discord.stallDownloads(1);
+    const asked = w.discord.userMessage({
+      channel: threadId,
+      content: "add this lighthouse",
+      attachments: [{ bytes: await makePng(64, 64, "lighthouse"), filename: "lighthouse.png" }],
+    });
+    await waitUntil(() => w.discord.downloads.length === 1, "the download to start", 30_000);
+    await kill(w, first);
+
+    const second = await startDiscordBot(w, HOLD);
+    await expectEditedOnce(w, second, threadId, asked);
+    const edit = w.openai.requests.find((r) => r.endpoint === "images.edit");
+    expect(edit?.images).toHaveLength(2); // the image, and the attachment
+  });
+
+  it("messages written in the thread while no bot was running are read back and edited once, in order", async (context) => {
+    const w = await world(context);
+    const { expect } = w;
+    const first = await startDiscordBot(w, HOLD);
+    const { threadId } = await firstImage(w, first);
+    first.child.kill("SIGTERM");
+    await first.exited;
+    const asked = w.discord.userMessage({ channel: threadId, content: "add a lighthouse" });
+    const then = w.discord.userMessage({ channel: threadId, content: "make it night" });
+
+    const second = await startDiscordBot(w, HOLD);
+    const edits = () =>
+      w.openai.requests.filter((r) => r.endpoint === "images.edit" && typeof r.body.prompt === "string");
+    await waitUntil(() => edits().length === 2, "both edits, read to their end", 30_000);
+    await second.waitForOutput(/"read":\d+,"msg":"read back the messages written in our threads"/);
+    expect(edits().map((r) => r.body.prompt)).toEqual(["add a lighthouse", "make it night"]);
+    const answered = await w.discord.waitFor(
+      () => {
+        const answers = w.discord.messages(threadId).filter((m) => m.author.id === w.bot);
+        return answers.length === 2 && answers.every((m) => filenames(m).length === 1) ? answers : undefined;
+      },
+      RECOVERY_MS,
+      "both results",
+    );
+    expect(answered.map((m) => m.messageReference?.message_id)).toEqual([asked.id, then.id]);
   });
 });

@@ -27,6 +27,7 @@ beforeAll(async () => {
   await registerCommands({ token: fake.botToken, apiUrl: fake.apiUrl });
   adapter = new DiscordAdapter({
     engine: h.engine,
+    inbox: h.inbox,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
     token: fake.botToken,
     apiUrl: fake.apiUrl,

@@ -37,7 +37,13 @@ beforeAll(async () => {
   h = await startEngineHarness();
   fake = await startFakeDiscord();
   await registerCommands({ token: fake.botToken, apiUrl: fake.apiUrl });
-  adapter = new DiscordAdapter({ engine: h.engine, logger, token: fake.botToken, apiUrl: fake.apiUrl });
+  adapter = new DiscordAdapter({
+    engine: h.engine,
+    inbox: h.inbox,
+    logger,
+    token: fake.botToken,
+    apiUrl: fake.apiUrl,
+  });
   await adapter.start();
 });
 afterAll(async () => {
@@ -442,23 +448,32 @@ describe("discord: bad input and failures", () => {
     expect(h.fake.requests).toHaveLength(0);
   });
 
-  it("attachments that are not usable images are refused privately, before anything is recorded", async () => {
-    for (const [image, problem] of [
-      [{ bytes: Buffer.from("GIF89a-not-really"), filename: "cat.gif" }, /attach PNG, JPEG or WebP/],
-      [
-        { bytes: Buffer.from("plain text"), filename: "cat.png", contentType: "image/png" },
-        /PNG, JPEG or WebP/,
-      ],
-    ] as const) {
-      const handle = fake.slashCommand({
-        name: "imagine",
-        options: { prompt: "a cat" },
-        attachments: { image },
-      });
-      expect(await handle.waitForAck()).toMatchObject({ type: 4, ephemeral: true });
-      expect(handle.original?.content).toMatch(problem);
-    }
+  it("attachments that are not usable images are refused privately, and nothing is recorded", async () => {
+    const threadsBefore = (await h.engine.listThreads("discord", 1000)).length;
+    // Declared as another type: refused at once, before anything is written.
+    const declared = fake.slashCommand({
+      name: "imagine",
+      options: { prompt: "a cat" },
+      attachments: { image: { bytes: Buffer.from("GIF89a-not-really"), filename: "cat.gif" } },
+    });
+    expect(await declared.waitForAck()).toMatchObject({ type: 4, ephemeral: true });
+    expect(declared.original?.content).toMatch(/attach PNG, JPEG or WebP/);
+    // Bytes that are not an image show once downloaded, after the acknowledgement: the public "thinking…" is
+    // taken back and the person told privately.
+    const disguised = fake.slashCommand({
+      name: "imagine",
+      options: { prompt: "a cat" },
+      attachments: {
+        image: { bytes: Buffer.from("plain text"), filename: "cat.png", contentType: "image/png" },
+      },
+    });
+    expect(await disguised.waitForAck()).toMatchObject({ type: 5, ephemeral: false });
+    const [note] = await disguised.waitForFollowUps(1, WAIT);
+    expect(note?.flags).toBe(MessageFlags.Ephemeral);
+    expect(note?.content).toMatch(/PNG, JPEG or WebP/);
+    expect(disguised.original?.deleted).toBe(true);
     expect(h.fake.requests).toHaveLength(0);
+    expect(await h.engine.listThreads("discord", 1000)).toHaveLength(threadsBefore);
   });
 
   it("/imagine help answers privately with the flags", async () => {
@@ -609,38 +624,68 @@ describe("discord: the gateway and Discord's clocks", () => {
     await adapter.stop();
     const thread = fake.channel(threadId);
     if (thread) thread.archived = true; // archived threads are not in GUILD_CREATE
-    adapter = new DiscordAdapter({ engine: h.engine, logger, token: fake.botToken, apiUrl: fake.apiUrl });
+    adapter = new DiscordAdapter({
+      engine: h.engine,
+      inbox: h.inbox,
+      logger,
+      token: fake.botToken,
+      apiUrl: fake.apiUrl,
+    });
     await adapter.start();
     expect(adapter.client.channels.cache.has(threadId)).toBe(false);
     const { answer } = await say(threadId, "add a cat on the desk");
     expect(h.fake.requests.at(-1)?.images[0]?.equals(bytesOf(reply))).toBe(true);
     expect(decodeCustomId(buttonId(answer, "Undo"))?.action).toBe("undo");
   });
+});
 
-  it("when recording outlasts the guard, the command is acknowledged first; a late refusal turns private", async () => {
+describe("discord: calls that hang", () => {
+  beforeAll(async () => {
     await adapter.stop();
     adapter = new DiscordAdapter({
       engine: h.engine,
+      inbox: h.inbox,
       logger,
       token: fake.botToken,
       apiUrl: fake.apiUrl,
-      ackGuardMs: 0,
+      requestTimeoutMs: 1_000,
+      downloadTimeoutMs: 1_000,
     });
     await adapter.start();
-    const refused = fake.slashCommand({
-      name: "imagine",
-      options: { prompt: "a cat" },
-      attachments: {
-        image: { bytes: Buffer.from("plain text"), filename: "cat.png", contentType: "image/png" },
-      },
+  });
+
+  it("a post Discord took but never answered is sent again with its nonce: the status shows once", async () => {
+    const { threadId } = await imagineWithThread("a lonely pier");
+    // The status message for the edit is created, but the answer never comes: discord.js gives up after 1 s and
+    // sends it again, and Discord (enforce_nonce) answers with the message it already has.
+    const callsBefore = fake.calls.length;
+    fake.failNext("POST /channels/{channel}/messages", { hang: true, processed: true });
+    const { asked, answer } = await say(threadId, "add a gull on the post");
+    const posts = fake.calls
+      .slice(callsBefore)
+      .filter((c) => c.route === "POST /channels/{channel}/messages" && c.path.includes(threadId));
+    expect(posts.map((c) => c.hung?.processed ?? false)).toEqual([true, false]);
+    const nonces = posts.map((c) => (c.body as { nonce?: string }).nonce);
+    expect(nonces[0]).toBeTruthy();
+    expect(nonces[1]).toBe(nonces[0]);
+    const answers = botMessagesIn(threadId).filter((m) => m.messageReference?.message_id === asked.id);
+    expect(answers.map((m) => m.id)).toEqual([answer.id]);
+    expect(answer.attachments).toHaveLength(1);
+    expect(h.fake.requests.filter((r) => r.endpoint === "images.edit")).toHaveLength(1);
+  });
+
+  it("a download that stalls is given up after its time limit, and the channel's next message still edits", async () => {
+    const { threadId } = await imagineWithThread("a tidy desk");
+    fake.stallDownloads(1);
+    const stalled = fake.userMessage({
+      channel: threadId,
+      content: "add this plant",
+      attachments: [{ bytes: await makePng(64, 64, "plant"), filename: "plant.png" }],
     });
-    expect(await refused.waitForAck()).toMatchObject({ type: 5, ephemeral: false });
-    const [note] = await refused.waitForFollowUps(1, WAIT);
-    expect(note?.flags).toBe(MessageFlags.Ephemeral);
-    expect(note?.content).toMatch(/PNG, JPEG or WebP/);
-    expect(refused.original?.deleted).toBe(true); // the public "thinking…" was taken back
-    const { reply } = await imagine({ prompt: "a calm sea" });
-    expect(reply.attachments).toHaveLength(1);
-    expect(h.fake.requests).toHaveLength(1);
+    const refusal = await answerTo(stalled, threadId, (m) => m.content.includes("✖"));
+    expect(refusal.content).toMatch(/couldn't download plant\.png in time/);
+    const { answer } = await say(threadId, "add a lamp");
+    expect(answer.attachments).toHaveLength(1);
+    expect(h.fake.requests.map((r) => r.body.prompt)).toEqual(["a tidy desk", "add a lamp"]);
   });
 });

@@ -1,6 +1,7 @@
 import { Client, Events } from "discord.js";
 import type { Logger } from "../../src/logger.ts";
-import type { ConversationEngine } from "../../src/ports.ts";
+import type { ConversationEngine, Inbox } from "../../src/ports.ts";
+import { InboxWorker } from "../shared/inbox.ts";
 import { INTENTS, NO_MENTIONS, REST_POLICY } from "./client.ts";
 import { DiscordDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
@@ -17,23 +18,28 @@ export interface DiscordAdapterOptions {
   guildId?: string;
   /** Largest attachment used as a reference image. */
   maxAttachmentBytes?: number;
-  /**
-   * How long a command may take to be recorded before it is acknowledged anyway (Discord allows 3 s). Only a
-   * slow download or database gets near it.
-   */
-  ackGuardMs?: number;
+  /** How long one REST call may take before it is tried again (`REST_POLICY`); 15 s by default. */
+  requestTimeoutMs?: number;
+  /** How long one attachment download may take; 30 s by default. */
+  downloadTimeoutMs?: number;
+  /** Where events are written before they are acknowledged (`shared/inbox.ts`). */
+  inbox: Inbox;
+  /** How long this process holds an event it works before another pass may take it over; 2 minutes by default. */
+  inboxHoldMs?: number;
 }
 
 /**
- * Discord in, engine intents out (`inbound.ts`); engine results in, Discord messages out (`delivery.ts`). Holds
- * nothing that matters across a restart: threads, reply tokens and status messages live in the store, button
- * targets in custom_ids.
+ * Discord in, through the inbox, engine intents out (`inbound.ts`); engine results in, Discord messages out
+ * (`delivery.ts`). Holds nothing that matters across a restart: events, threads, reply tokens and status
+ * messages live in the store, button targets in custom_ids.
  */
 export class DiscordAdapter {
   readonly client: Client;
   readonly #options: DiscordAdapterOptions;
   readonly #log: Logger;
   readonly #ready: Promise<void>;
+  readonly #inbound: DiscordInbound;
+  readonly #inbox: InboxWorker;
   #markReady: () => void = () => {};
 
   constructor(options: DiscordAdapterOptions) {
@@ -44,7 +50,11 @@ export class DiscordAdapter {
     });
     this.client = new Client({
       intents: INTENTS,
-      rest: { ...(options.apiUrl ? { api: options.apiUrl } : {}), ...REST_POLICY },
+      rest: {
+        ...(options.apiUrl ? { api: options.apiUrl } : {}),
+        ...REST_POLICY,
+        ...(options.requestTimeoutMs ? { timeout: options.requestTimeoutMs } : {}),
+      },
       allowedMentions: NO_MENTIONS,
     });
     const threads = new DiscordThreads(this.client, options.engine);
@@ -57,7 +67,7 @@ export class DiscordAdapter {
       whenConnected: () => this.#whenConnected(),
       acknowledged: (turn) => gates.passed(turn),
     });
-    new DiscordInbound({
+    const inbound = new DiscordInbound({
       client: this.client,
       engine: options.engine,
       threads,
@@ -68,9 +78,19 @@ export class DiscordAdapter {
       download: {
         allowedHosts: allowedFileHosts(options.apiUrl),
         maxBytes: options.maxAttachmentBytes ?? 25 * 1024 * 1024,
+        timeoutMs: options.downloadTimeoutMs,
       },
-      ackGuardMs: options.ackGuardMs,
-    }).register();
+    });
+    this.#inbound = inbound;
+    this.#inbox = new InboxWorker({
+      inbox: options.inbox,
+      platform: "discord",
+      logger: this.#log,
+      holdMs: options.inboxHoldMs,
+      work: (entry) => inbound.work(entry),
+      giveUp: (entry) => inbound.giveUp(entry),
+    });
+    inbound.register(this.#inbox);
     options.engine.observe("discord", {
       progress: (event) => delivery.progress(event),
       deliver: (event, signal) => delivery.deliver(event, signal),
@@ -85,9 +105,16 @@ export class DiscordAdapter {
     await ready;
     this.#markReady();
     this.#log.info({ user: this.client.user?.id, guilds: this.client.guilds.cache.size }, "discord ready");
+    // Events an earlier process recorded but did not finish are worked now; messages written in our threads
+    // while no process was connected are read back.
+    this.#inbox.start();
+    void this.#inbound
+      .catchUp()
+      .catch((error: unknown) => this.#log.warn({ err: error }, "could not read back our threads"));
   }
 
   async stop(): Promise<void> {
+    await this.#inbox.stop();
     await this.client.destroy();
   }
 

@@ -18,6 +18,8 @@ export function allowedFileHosts(apiUrl: string | undefined): Set<string> {
 export interface DownloadOptions {
   allowedHosts: ReadonlySet<string>;
   maxBytes: number;
+  /** How long one download may take; 30 s by default (`shared/files.ts`). */
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -35,15 +37,21 @@ export function checkAttachment(file: DiscordFile, options: DownloadOptions): Ou
  */
 export async function downloadAttachment(file: DiscordFile, options: DownloadOptions): Promise<ImageInput> {
   const format = checkAttachment(file, options);
-  const bytes = await download(file.url, { redirect: "error" }, file.name, async (response) => {
-    if (response.status !== 200) {
-      await response.body?.cancel();
-      throw new AppError("unsupported_attachment", `${file.name}: HTTP ${response.status}`, {
-        userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
-      });
-    }
-    return readCapped(response, file.name, options.maxBytes);
-  }).catch((error: unknown) => {
+  const bytes = await download(
+    file.url,
+    { redirect: "error" },
+    file.name,
+    async (response) => {
+      if (response.status !== 200) {
+        await response.body?.cancel();
+        throw new AppError("unsupported_attachment", `${file.name}: HTTP ${response.status}`, {
+          userMessage: `I couldn't download ${file.name} from Discord (it may have expired). Attach it again.`,
+        });
+      }
+      return readCapped(response, file.name, options.maxBytes);
+    },
+    options.timeoutMs,
+  ).catch((error: unknown) => {
     if (error instanceof AppError) throw error;
     throw new AppError("unsupported_attachment", `${file.name}: download failed`, {
       userMessage: `I couldn't download ${file.name} from Discord. Please try again.`,

@@ -4,14 +4,17 @@ import {
   type ChatInputCommandInteraction,
   type Client,
   Events,
+  InteractionWebhook,
   MessageFlags,
+  SnowflakeUtil,
 } from "discord.js";
 import type { ImageParams, ImageRecord, Turn } from "../../src/domain.ts";
-import { AppError } from "../../src/errors.ts";
+import { AppError, asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
-import type { ConversationEngine, ImageInput, Intent } from "../../src/ports.ts";
+import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports.ts";
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
-import { buttonImage, buttonIntent, recordThenAcknowledge, userMessage } from "../shared/inbound.ts";
+import { buttonImage, buttonIntent, userMessage } from "../shared/inbound.ts";
+import type { InboxWorker } from "../shared/inbox.ts";
 import {
   acknowledgeInteraction,
   type DiscordFile,
@@ -50,8 +53,11 @@ import {
 
 /**
  * Discord → engine: `/imagine`, clicks on our buttons, and people's messages in our threads (or replies to our
- * images) become intents. Each is recorded, then acknowledged; bad input gets an ephemeral answer (or a reply
- * to the message) and records nothing.
+ * images) become intents. Each is written to the inbox, then acknowledged (an interaction is deferred), then
+ * worked from the inbox (`shared/inbox.ts`): downloads, checks and recording the turn happen after Discord has
+ * its answer, and are taken over by another pass if this process dies first. Bad options get an ephemeral
+ * answer at once and record nothing; what is found while working is told privately (or in a reply to the
+ * message). Messages written in our threads while the bot was down are read back when it connects.
  *
  * Longer than our usual ~400 lines on purpose: three ways in, each with Discord's own rules (an interaction's
  * 3 s and ephemeral replies; a message's order within its channel, and messages from threads discord.js has not
@@ -68,9 +74,47 @@ export interface DiscordInboundOptions {
   /** Serve only this server; every server by default. */
   guildId?: string;
   download: DownloadOptions;
-  /** How long a command may take to be recorded before it is acknowledged anyway (Discord allows 3 s). */
-  ackGuardMs?: number;
 }
+
+/** What every interaction's entry keeps: enough to answer it (its token lives 15 minutes) after a restart. */
+interface InteractionFacts {
+  id: string;
+  token: string;
+  applicationId: string;
+  guildId: string;
+  channelId: string;
+  userId: string;
+  receivedAt: number;
+  uploadLimit: number | null;
+}
+
+interface CommandEvent extends InteractionFacts, ImagineRequest {
+  /** The deferred reply, when this process deferred it (not kept in the inbox: learned after the insert). */
+  replyMessageId?: string;
+}
+
+interface ClickEvent extends InteractionFacts {
+  target: ButtonTarget;
+}
+
+interface MessageEvent {
+  message: Omit<IncomingMessage, "referenced">;
+  threadKey: string;
+  /** A reply to one of our images edits that image. */
+  targetImageId: string | null;
+}
+
+/** What the inbox keeps of each Discord event. */
+type DiscordEvent =
+  | { kind: "command"; payload: CommandEvent }
+  | { kind: "click"; payload: ClickEvent }
+  | { kind: "message"; payload: MessageEvent };
+
+const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
+
+/** When the bot connects, messages written in its threads active this recently are read back. */
+const CATCH_UP_MS = 24 * 3600_000;
+const CATCH_UP_THREADS = 50;
 
 export class DiscordInbound {
   readonly #client: Client;
@@ -82,6 +126,7 @@ export class DiscordInbound {
   readonly #options: DiscordInboundOptions;
   /** Per channel: people's messages are submitted in the order they were sent. */
   readonly #channelQueues = new Map<string, Promise<void>>();
+  #inbox: InboxWorker | undefined;
 
   constructor(options: DiscordInboundOptions) {
     this.#options = options;
@@ -97,7 +142,14 @@ export class DiscordInbound {
     return this.#client.user?.id;
   }
 
-  register(): void {
+  get #worker(): InboxWorker {
+    if (!this.#inbox) throw new Error("DiscordInbound.register was not called");
+    return this.#inbox;
+  }
+
+  /** The listeners on the client; events are recorded in `inbox`, and worked by `work`. */
+  register(inbox: InboxWorker): void {
+    this.#inbox = inbox;
     // discord.js does not catch what a listener throws: every handler ends in a log line, never a crash.
     const guard = (what: string, run: () => Promise<void>) =>
       void run().catch((error: unknown) => this.#log.error({ err: error, what }, "discord handler failed"));
@@ -126,19 +178,83 @@ export class DiscordInbound {
     return guildId !== null && (!this.#options.guildId || guildId === this.#options.guildId);
   }
 
+  /**
+   * Works one recorded event: records its turn, or tells the person why not. An error that may pass (the
+   * database, a timeout) is thrown, so the event is taken again later; only the attempts running out then
+   * tell the person (`giveUp`).
+   */
+  async work(entry: InboxEntry): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
+    // Progress and delivery of the turn wait until its status message is posted (or the reply's id known).
+    const gate = this.#gates.open(entry.key);
+    try {
+      switch (event.kind) {
+        case "command":
+          return await this.#workCommand(event.payload, entry.key);
+        case "click":
+          return await this.#workClick(event.payload, entry.key);
+        case "message":
+          return await this.#workMessage(event.payload, entry.key);
+        default:
+          this.#log.warn({ kind: entry.kind }, "unknown discord event in the inbox");
+      }
+    } catch (error) {
+      if (asAppError(error).code === "internal") throw error;
+      await this.#explain(event, error);
+    } finally {
+      gate.open();
+    }
+  }
+
+  /** Tells the person an event they sent was not recorded after all. */
+  async giveUp(entry: InboxEntry): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
+    await this.#explain(event, new AppError("gave_up", "inbox gave up", { userMessage: NOT_RECORDED }));
+  }
+
+  /**
+   * Messages written in our threads while the bot was down (or while it reconnected): the threads active in
+   * the last day are read back from their last known message, and what is new is worked like any message.
+   */
+  async catchUp(): Promise<void> {
+    const since = Date.now() - CATCH_UP_MS;
+    let read = 0;
+    for (const thread of await this.#engine.listThreads("discord", CATCH_UP_THREADS)) {
+      if (thread.updatedAt.getTime() < since) break;
+      const meta = discordMeta(thread);
+      if (!meta?.threadId || !this.#servesGuild(meta.guildId)) continue;
+      const channel = await this.#client.channels.fetch(meta.threadId).catch(() => null);
+      if (!channel?.isThread()) continue;
+      const after = SnowflakeUtil.generate({ timestamp: since });
+      const fetched = await channel.messages
+        .fetch({
+          after: (after > BigInt(meta.threadId) ? after : BigInt(meta.threadId)).toString(),
+          limit: 100,
+        })
+        .catch(() => null);
+      if (!fetched) continue;
+      // Oldest first (by id: two messages can share a millisecond), so a thread's edits are recorded in the
+      // order they were written.
+      for (const message of [...fetched.values()].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1))) {
+        read += 1;
+        await this.#onMessage(fromMessage(message));
+      }
+    }
+    this.#log.info({ read }, "read back the messages written in our threads");
+  }
+
   // -------------------------------------------------------------------------------------------------------
   // /imagine
   // -------------------------------------------------------------------------------------------------------
 
   /**
-   * `/imagine`: validate, record the turn, then acknowledge (defer) — so an acknowledged command is never lost:
-   * a crash before the turn is recorded leaves Discord saying "did not respond" (and the person tries again)
-   * instead of "thinking…" forever with nothing behind it. Invalid input is answered with an ephemeral reply
-   * before anything is recorded.
+   * `/imagine`: validate, write it to the inbox, then acknowledge (defer) and work it — so an acknowledged
+   * command is never lost: a crash before the insert leaves Discord saying "did not respond" (and the person
+   * tries again); after it, the command is recorded whatever happens next. Invalid input is answered with an
+   * ephemeral reply before anything is written.
    */
   async #onImagine(interaction: ChatInputCommandInteraction<"cached" | "raw" | undefined>): Promise<void> {
     const receivedAt = Date.now();
-    const guildId = interaction.guildId ?? "";
     let request: ImagineRequest;
     try {
       request = this.#readImagine(interaction);
@@ -150,61 +266,16 @@ export class DiscordInbound {
       await this.#replyEphemeral(interaction, error, "imagine");
       return;
     }
-    const key = commandKey(interaction.id);
-    const gate = this.#gates.open(key);
-    try {
-      const meta: DiscordThreadMeta = {
-        guildId,
-        channelId: interaction.channelId,
-        uploadLimit: interaction.attachmentSizeLimit,
-        interaction: {
-          id: interaction.id,
-          token: interaction.token,
-          applicationId: interaction.applicationId,
-          receivedAt,
-        },
-      };
-      const { acknowledged: replyMessageId, outcome } = await recordThenAcknowledge({
-        recording: (async () => {
-          const references = request.attachment
-            ? [await downloadAttachment(request.attachment, this.#options.download)]
-            : [];
-          return this.#engine.submit({
-            threadKey: discordCommandThreadKey(guildId, interaction.channelId, interaction.id),
-            kind: "generate",
-            prompt: request.prompt,
-            params: request.params,
-            userId: interaction.user.id,
-            idempotencyKey: key,
-            referenceImages: references,
-            newThread: { title: request.prompt.slice(0, 200), meta: { ...meta } },
-          });
-        })(),
-        guardMs: this.#options.ackGuardMs,
-        refuse: (error) => this.#replyEphemeral(interaction, error, "imagine"),
-        acknowledge: () =>
-          acknowledgeInteraction(interaction, this.#log, () =>
-            interaction.deferReply({ withResponse: true }).then((r) => r.resource?.message?.id ?? null),
-          ),
-        // Acknowledged before the recording failed: take the public "thinking…" back, explain privately.
-        explainLate: async (error) => {
-          await interaction.deleteReply().catch(() => {});
-          await interaction
-            .followUp({
-              content: `✖ ${userMessage(error, this.#log, "imagine")}`,
-              flags: MessageFlags.Ephemeral,
-            })
-            .catch((failure: unknown) =>
-              this.#log.warn({ err: failure }, "could not explain a failed command"),
-            );
-        },
+    const event: CommandEvent = { ...interactionFacts(interaction, receivedAt), ...request };
+    const entry = await this.#worker.receive("command", commandKey(interaction.id), event);
+    const replyMessageId = await acknowledgeInteraction(interaction, this.#log, () =>
+      interaction.deferReply({ withResponse: true }).then((r) => r.resource?.message?.id ?? null),
+    );
+    if (entry)
+      await this.#worker.work({
+        ...entry,
+        payload: { ...event, ...(replyMessageId ? { replyMessageId } : {}) },
       });
-      const recorded = await outcome;
-      if (recorded.ok && replyMessageId)
-        await this.#engine.updateThreadMeta(recorded.value.turn.threadKey, { replyMessageId });
-    } finally {
-      gate.open();
-    }
   }
 
   /** The prompt, flags and options of a /imagine, checked; throws AppError for the person to read. */
@@ -231,73 +302,80 @@ export class DiscordInbound {
     return { prompt: parsed.prompt, params, ...(attachment ? { attachment } : {}) };
   }
 
+  async #workCommand(command: CommandEvent, key: string): Promise<void> {
+    const references = command.attachment
+      ? [await downloadAttachment(command.attachment, this.#options.download)]
+      : [];
+    const meta: DiscordThreadMeta = {
+      guildId: command.guildId,
+      channelId: command.channelId,
+      ...(command.uploadLimit ? { uploadLimit: command.uploadLimit } : {}),
+      interaction: {
+        id: command.id,
+        token: command.token,
+        applicationId: command.applicationId,
+        receivedAt: command.receivedAt,
+      },
+    };
+    const { turn } = await this.#engine.submit({
+      threadKey: discordCommandThreadKey(command.guildId, command.channelId, command.id),
+      kind: "generate",
+      prompt: command.prompt,
+      params: command.params,
+      userId: command.userId,
+      idempotencyKey: key,
+      referenceImages: references,
+      newThread: { title: command.prompt.slice(0, 200), meta: { ...meta } },
+    });
+    if (command.replyMessageId)
+      await this.#engine.updateThreadMeta(turn.threadKey, { replyMessageId: command.replyMessageId });
+  }
+
   // -------------------------------------------------------------------------------------------------------
   // Buttons
   // -------------------------------------------------------------------------------------------------------
 
-  /** A click on one of our buttons: record the intent, acknowledge silently; the result goes to the thread. */
+  /** A click on one of our buttons: written to the inbox, acknowledged silently; the result goes to the thread. */
   async #onButton(interaction: ButtonInteraction<"cached" | "raw" | undefined>): Promise<void> {
     const target = decodeCustomId(interaction.customId);
     if (!target) return;
-    const key = clickKey(interaction.id);
-    const gate = this.#gates.open(key);
-    try {
-      const { outcome } = await recordThenAcknowledge({
-        recording: this.#intentForButton(target, interaction).then((intent) =>
-          this.#engine.submit({ ...intent, idempotencyKey: key }),
-        ),
-        guardMs: this.#options.ackGuardMs,
-        refuse: (error) => this.#replyEphemeral(interaction, error, "button"),
-        acknowledge: () =>
-          acknowledgeInteraction(interaction, this.#log, () => interaction.deferUpdate().then(() => "ok")),
-        explainLate: async (error, acknowledged) => {
-          if (!acknowledged) return;
-          await interaction
-            .followUp({
-              content: `✖ ${userMessage(error, this.#log, "button")}`,
-              flags: MessageFlags.Ephemeral,
-            })
-            .catch(() => {});
-        },
+    const missing = interaction.appPermissions?.missing([...THREAD_PERMISSIONS]) ?? [];
+    if (missing.length > 0) {
+      const refusal = new AppError("unauthorized_channel", `missing ${missing.join(", ")}`, {
+        userMessage: missingPermissionsText(interaction.channelId, missing),
       });
-      const recorded = await outcome;
-      if (!recorded.ok) return;
-      const { turn } = recorded.value;
-      if (interaction.attachmentSizeLimit)
-        await this.#engine.updateThreadMeta(turn.threadKey, { uploadLimit: interaction.attachmentSizeLimit });
-      if (recorded.value.created) {
-        const threadId = await this.#threads.ensure(turn.threadKey);
-        if (threadId) await this.#delivery.postStatus(recorded.value, threadId, null);
-      }
-    } catch (error) {
-      this.#log.warn({ err: error }, "button: could not post the status message");
-    } finally {
-      gate.open();
+      await this.#replyEphemeral(interaction, refusal, "button");
+      return;
     }
+    const event: ClickEvent = { ...interactionFacts(interaction, Date.now()), target };
+    const entry = await this.#worker.receive("click", clickKey(interaction.id), event);
+    await acknowledgeInteraction(interaction, this.#log, () => interaction.deferUpdate().then(() => "ok"));
+    if (entry) await this.#worker.work(entry);
   }
 
-  async #intentForButton(
-    target: ButtonTarget,
-    interaction: ButtonInteraction<"cached" | "raw" | undefined>,
-  ): Promise<Intent> {
+  async #workClick(click: ClickEvent, key: string): Promise<void> {
     const { image, intent } = await buttonIntent(this.#engine, {
-      ...target,
-      userId: interaction.user.id,
+      ...click.target,
+      userId: click.userId,
       platform: "discord",
     });
     const meta = discordMeta(await this.#engine.getThread(image.threadKey));
     // A button copied into another server acts on nothing there.
-    if (!meta || meta.guildId !== interaction.guildId)
+    if (!meta || meta.guildId !== click.guildId)
       throw new AppError("image_not_found", "other server", {
         userMessage: "That image is no longer available.",
       });
-    const missing = interaction.appPermissions?.missing([...THREAD_PERMISSIONS]) ?? [];
-    if (missing.length > 0) {
-      throw new AppError("unauthorized_channel", `missing ${missing.join(", ")}`, {
-        userMessage: missingPermissionsText(interaction.channelId, missing),
-      });
+    const submitted = await this.#engine.submit({ ...intent, idempotencyKey: key });
+    const { turn } = submitted;
+    if (click.uploadLimit)
+      await this.#engine.updateThreadMeta(turn.threadKey, { uploadLimit: click.uploadLimit });
+    if (!submitted.created) return;
+    try {
+      const threadId = await this.#threads.ensure(turn.threadKey);
+      if (threadId) await this.#delivery.postStatus(submitted, threadId, null);
+    } catch (error) {
+      this.#log.warn({ err: error }, "button: could not post the status message");
     }
-    return intent;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -321,7 +399,7 @@ export class DiscordInbound {
     if (!message.inThread && !message.referenceId) return;
     // One channel's messages are submitted in the order they were sent, whatever their downloads take.
     const previous = this.#channelQueues.get(message.channelId) ?? Promise.resolve();
-    const current = previous.then(() => this.#handleMessage(message));
+    const current = previous.then(() => this.#receiveMessage(message));
     const settled = current.catch(() => {});
     this.#channelQueues.set(message.channelId, settled);
     void settled.then(() => {
@@ -331,50 +409,50 @@ export class DiscordInbound {
     await current;
   }
 
-  async #handleMessage(message: IncomingMessage): Promise<void> {
+  /** Which thread a message edits (if any); then into the inbox, and worked. */
+  async #receiveMessage(message: IncomingMessage): Promise<void> {
     const guildId = message.guildId ?? "";
     const thread = message.inThread ? await this.#threads.ofChannel(guildId, message.channelId) : null;
     const target = message.referenceId ? await this.#imageShownBy(message) : null;
     const threadKey = target?.threadKey ?? thread?.key;
     if (!threadKey) return;
     if (target && discordMeta(await this.#engine.getThread(target.threadKey))?.guildId !== guildId) return;
+    const { referenced: _read, ...kept } = message;
+    const event: MessageEvent = { message: kept, threadKey, targetImageId: target?.id ?? null };
+    const entry = await this.#worker.receive("message", messageKey(message.id), event);
+    if (entry) await this.#worker.work(entry);
+  }
 
-    const key = messageKey(message.id);
-    const gate = this.#gates.open(key);
-    try {
-      const channel = await textChannel(this.#client, message.channelId);
-      const missing = channel ? missingPermissions(this.#client, channel) : [];
-      if (missing.length > 0) {
-        await tellPrivately(
-          this.#client,
-          this.#log,
-          message.authorId,
-          `✖ ${missingPermissionsText(message.channelId, missing)}`,
-        );
-        return;
-      }
-      const { prompt, params } = parseEdit(message.content);
-      const options = this.#options.download;
-      for (const file of message.attachments) checkAttachment(file, options);
-      const referenceImages: ImageInput[] = [];
-      for (const file of message.attachments) referenceImages.push(await downloadAttachment(file, options));
-      const submitted = await this.#engine.submit({
-        threadKey,
-        kind: "edit",
-        prompt,
-        params,
-        userId: message.authorId,
-        sourceMessageId: `${message.channelId}/${message.id}`,
-        idempotencyKey: key,
-        targetImageId: target?.id ?? null,
-        referenceImages,
-      });
-      if (submitted.created) await this.#delivery.postStatus(submitted, message.channelId, message.id);
-    } catch (error) {
-      await this.#replyError(message, error);
-    } finally {
-      gate.open();
+  async #workMessage(event: MessageEvent, key: string): Promise<void> {
+    const { message } = event;
+    const channel = await textChannel(this.#client, message.channelId);
+    const missing = channel ? missingPermissions(this.#client, channel) : [];
+    if (missing.length > 0) {
+      await tellPrivately(
+        this.#client,
+        this.#log,
+        message.authorId,
+        `✖ ${missingPermissionsText(message.channelId, missing)}`,
+      );
+      return;
     }
+    const { prompt, params } = parseEdit(message.content);
+    const options = this.#options.download;
+    for (const file of message.attachments) checkAttachment(file, options);
+    const referenceImages: ImageInput[] = [];
+    for (const file of message.attachments) referenceImages.push(await downloadAttachment(file, options));
+    const submitted = await this.#engine.submit({
+      threadKey: event.threadKey,
+      kind: "edit",
+      prompt,
+      params,
+      userId: message.authorId,
+      sourceMessageId: `${message.channelId}/${message.id}`,
+      idempotencyKey: key,
+      targetImageId: event.targetImageId,
+      referenceImages,
+    });
+    if (submitted.created) await this.#delivery.postStatus(submitted, message.channelId, message.id);
   }
 
   /** The image one of our messages shows (read from its buttons), or null for anything else. */
@@ -402,8 +480,23 @@ export class DiscordInbound {
     await replyPrivately(interaction, this.#log, `✖ ${userMessage(error, this.#log, where)}`);
   }
 
+  /**
+   * Tells the person why an event they sent came to nothing: privately through the interaction's token (a
+   * command's public "thinking…" is taken back first), or, for a message, in a reply where it was written.
+   */
+  async #explain(event: DiscordEvent, error: unknown): Promise<void> {
+    if (event.kind === "message") return this.#replyError(event.payload.message, error);
+    const content = `✖ ${userMessage(error, this.#log, event.kind)}`;
+    const { applicationId, token } = event.payload;
+    const webhook = new InteractionWebhook(this.#client as Client<true>, applicationId, token);
+    if (event.kind === "command") await webhook.deleteMessage("@original").catch(() => {});
+    await webhook
+      .send({ content, flags: MessageFlags.Ephemeral })
+      .catch((failure: unknown) => this.#log.warn({ err: failure }, "could not explain a failed request"));
+  }
+
   /** A message's problem (bad flag, bad attachment) is answered in a reply where it was written. */
-  async #replyError(message: IncomingMessage, error: unknown): Promise<void> {
+  async #replyError(message: MessageEvent["message"], error: unknown): Promise<void> {
     const noPermission = `✖ ${missingPermissionsText(message.channelId, [])}`;
     if (isPermissionError(error)) {
       await tellPrivately(this.#client, this.#log, message.authorId, noPermission);
@@ -425,6 +518,23 @@ export class DiscordInbound {
         else this.#log.warn({ err: sendError }, "could not reply with an error");
       });
   }
+}
+
+/** The facts of an interaction the inbox keeps. */
+function interactionFacts(
+  interaction: ChatInputCommandInteraction | ButtonInteraction,
+  receivedAt: number,
+): InteractionFacts {
+  return {
+    id: interaction.id,
+    token: interaction.token,
+    applicationId: interaction.applicationId,
+    guildId: interaction.guildId ?? "",
+    channelId: interaction.channelId,
+    userId: interaction.user.id,
+    receivedAt,
+    uploadLimit: interaction.attachmentSizeLimit ?? null,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ export interface SlackAdapterOptions extends SlackConnection {
 }
 
 /**
- * Slack in, through the inbox, engine intents out (`inbound.ts`); engine results in, Slack messages out (`delivery.ts`). Holds
- * nothing that matters across a restart: threads, status messages and button targets live in the store or in
- * the buttons themselves.
+ * Slack in, through the inbox, engine intents out (`inbound.ts`); engine results in, Slack messages out
+ * (`delivery.ts`). Holds nothing that matters across a restart: events, threads and status messages live in
+ * the store, button targets in the buttons themselves.
  */
 export class SlackAdapter {
   readonly app: App;

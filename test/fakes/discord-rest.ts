@@ -141,6 +141,8 @@ export interface RestContext {
   limiter: DiscordRateLimiter;
   /** Sockets of requests a `hang` failure never answers; `close()` destroys them. */
   hung: Set<Socket>;
+  /** CDN downloads still to leave unanswered (`stallDownloads`). */
+  stalledDownloads: number;
 }
 
 type Finish = (status: number, body?: unknown, headers?: Record<string, string>) => void;

@@ -190,6 +190,8 @@ export interface FakeDiscord {
   setRateLimits(limits: DiscordRateLimits | false): void;
   /** Requests left unanswered by a `hang` failure whose client has not given up yet. */
   readonly hungRequests: number;
+  /** The next `count` CDN downloads are left unanswered (recorded with status 0), as a stalled CDN would. */
+  stallDownloads(count?: number): void;
   /** Moves the fake's clock (negative rewinds): interaction deadlines, token expiry, CDN link expiry, snowflakes. */
   advanceTime(ms: number): void;
   now(): number;
@@ -245,6 +247,7 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
       routes.map((r) => `${r.method} ${r.pattern}`),
     ),
     hung: new Set(),
+    stalledDownloads: 0,
   };
   const server = createServer((req, res) => void handle(req, res, state, rest));
   await new Promise<void>((resolve, reject) => {
@@ -341,6 +344,9 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     get hungRequests() {
       return rest.hung.size;
     },
+    stallDownloads: (count = 1) => {
+      rest.stalledDownloads += count;
+    },
     advanceTime: (ms) => {
       state.clock.offsetMs += ms;
     },
@@ -430,7 +436,7 @@ async function handle(
       (req.method === "GET" || req.method === "HEAD") &&
       /^\/(media-proxy\/)?(ephemeral-)?attachments\//.test(url.pathname)
     )
-      return serveAttachment(req, res, state, url);
+      return serveAttachment(req, res, state, rest, url);
     res
       .writeHead(404, { "content-type": "application/json" })
       .end(JSON.stringify({ message: "404: Not Found", code: 0 }));
@@ -459,9 +465,23 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
  * The CDN: a link works only with its signature (`hm` over path, `ex`, `is`) and until `ex`, like Discord's signed
  * attachment URLs; anything else is a 404 with the CDN's text.
  */
-function serveAttachment(req: IncomingMessage, res: ServerResponse, state: DiscordState, url: URL): void {
+function serveAttachment(
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: DiscordState,
+  rest: RestContext,
+  url: URL,
+): void {
   const path = url.pathname.replace(/^\/media-proxy/, "");
   const id = path.split("/")[3] ?? "";
+  if (rest.stalledDownloads > 0) {
+    rest.stalledDownloads -= 1;
+    state.downloads.push({ attachmentId: id, path: url.pathname, status: 0, at: now(state) });
+    state.events.emit("change");
+    rest.hung.add(req.socket);
+    req.socket.once("close", () => rest.hung.delete(req.socket));
+    return;
+  }
   const attachment = state.hosted.get(id);
   const ex = url.searchParams.get("ex") ?? "";
   const is = url.searchParams.get("is") ?? "";
