@@ -174,8 +174,12 @@ it("when recording keeps failing, the person is told privately once, and nothing
   expect(JSON.stringify(post.body)).toMatch(/could not be recorded/);
   expect(JSON.stringify(post.body)).not.toMatch(/connection terminated/); // internals stay in the log
   expect(submits).toBe(5);
-  const [row] = (await inboxRows()).filter((r) => r.key === `slack:cmd:${ack.fields.trigger_id}`);
-  expect(row?.outcome).toBe("gave_up");
+  // Told first, then finished as given up.
+  await waitUntil(
+    async () =>
+      (await inboxRows()).find((r) => r.key === `slack:cmd:${ack.fields.trigger_id}`)?.outcome === "gave_up",
+    "the event finished as given up",
+  );
   await new Promise((resolve) => setTimeout(resolve, HOLD_MS * 3));
   expect(slack.responseUrlPosts).toHaveLength(postsBefore + 1);
   expect(slack.messages(CHANNEL)).toHaveLength(messagesBefore);
