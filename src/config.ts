@@ -1,5 +1,6 @@
 import path from "node:path";
 import { z } from "zod";
+import type { AccessConfig } from "./access.ts";
 import { AppError } from "./errors.ts";
 
 /**
@@ -52,6 +53,27 @@ const wholeNumber = (min: number, max: number, fallback: number) => {
   );
 };
 
+/** A comma list of ids, each of this form; unset (or blank) is null: no restriction. */
+const idList = (pattern: RegExp, what: string) =>
+  z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .transform((value) =>
+        value
+          .split(",")
+          .map((item) => item.trim())
+          .filter(Boolean),
+      )
+      .superRefine((items, context) => {
+        const bad = items.filter((item) => !pattern.test(item));
+        if (bad.length > 0)
+          context.addIssue({ code: "custom", message: `must list ${what}; not: ${bad.join(", ")}` });
+      })
+      .optional()
+      .transform((items) => items ?? null),
+  );
+
 const EnvSchema = z.object({
   DATABASE_URL: optionalString.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
     message: "must start with postgres:// or postgresql:// (leave it unset to use the embedded database)",
@@ -80,6 +102,14 @@ const EnvSchema = z.object({
   DISCORD_GUILD_ID: optionalString.refine((value) => value === undefined || /^\d{17,20}$/.test(value), {
     message: "must be a server id (17 to 20 digits; in Discord, right-click the server → Copy Server ID)",
   }),
+  SLACK_ALLOWED_TEAMS: idList(/^[TE][A-Z0-9]{2,}$/, "Slack team ids (T…), comma-separated"),
+  SLACK_ALLOWED_CHANNELS: idList(/^[CG][A-Z0-9]{2,}$/, "Slack channel ids (C… or G…), comma-separated"),
+  DISCORD_ALLOWED_GUILDS: idList(/^\d{17,20}$/, "Discord server ids (17 to 20 digits), comma-separated"),
+  DISCORD_ALLOWED_CHANNELS: idList(/^\d{17,20}$/, "Discord channel ids (17 to 20 digits), comma-separated"),
+  ADMIN_USERS: idList(
+    /^(slack:[UW][A-Z0-9]{2,}|discord:\d{17,20})$/,
+    "users as slack:<user id> or discord:<user id>, comma-separated",
+  ),
   PORT: wholeNumber(0, 65535, 3000),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
@@ -129,6 +159,8 @@ export interface Config {
   } | null;
   /** `guildId`: register `/imagine` for this one server (instant) instead of globally. */
   discord: { token: string; apiUrl: string | undefined; guildId?: string } | null;
+  /** Where the bot is enabled, and who administers it (`src/access.ts`). */
+  access: AccessConfig;
   port: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   workerConcurrency: number;
@@ -187,6 +219,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
           ...(e.DISCORD_GUILD_ID ? { guildId: e.DISCORD_GUILD_ID } : {}),
         }
       : null,
+    access: {
+      slack: { teams: e.SLACK_ALLOWED_TEAMS, channels: e.SLACK_ALLOWED_CHANNELS },
+      discord: { guilds: e.DISCORD_ALLOWED_GUILDS, channels: e.DISCORD_ALLOWED_CHANNELS },
+      admins: e.ADMIN_USERS ?? [],
+    },
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
     workerConcurrency: e.WORKER_CONCURRENCY,

@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
+import { AccessPolicy } from "./access.ts";
 import { type App, createApp } from "./app.ts";
 import { type Config, loadConfig } from "./config.ts";
 import type { Platform } from "./domain.ts";
@@ -29,6 +30,7 @@ async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   keepRunningOnUnhandledRejections(logger);
   const app = await createApp(config, logger);
+  const access = new AccessPolicy(config.access);
   const adapters: PlatformAdapter[] = [];
   const platforms: Platform[] = [];
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
@@ -40,6 +42,7 @@ async function runPlatforms(config: Config): Promise<void> {
         engine: app.engine,
         inbox: app.inbox,
         inboxHoldMs: config.inboxHoldMs,
+        access,
         logger,
         botToken: config.slack.botToken,
         signingSecret: config.slack.signingSecret,
@@ -59,6 +62,7 @@ async function runPlatforms(config: Config): Promise<void> {
         engine: app.engine,
         inbox: app.inbox,
         inboxHoldMs: config.inboxHoldMs,
+        access,
         logger,
         token: config.discord.token,
         apiUrl: config.discord.apiUrl,

@@ -15,6 +15,11 @@ const DEFAULTS: Config = {
   workerConcurrency: 4,
   shutdownGraceMs: 90_000,
   inboxHoldMs: 120_000,
+  access: {
+    slack: { teams: null, channels: null },
+    discord: { guilds: null, channels: null },
+    admins: [],
+  },
   consoleUser: "me",
 };
 
@@ -42,6 +47,11 @@ const FULL_ENV = {
   WORKER_CONCURRENCY: "16",
   SHUTDOWN_GRACE_S: "30",
   INBOX_HOLD_S: "45",
+  SLACK_ALLOWED_TEAMS: "T0123ABCD",
+  SLACK_ALLOWED_CHANNELS: "C0123ABCD, G0456EFGH",
+  DISCORD_ALLOWED_GUILDS: "1200000000000000001",
+  DISCORD_ALLOWED_CHANNELS: "1200000000000000002,1200000000000000003",
+  ADMIN_USERS: "slack:U0123ABCD, discord:1200000000000000009",
   USER: "alice",
 };
 
@@ -96,6 +106,14 @@ describe("loadConfig", () => {
       workerConcurrency: 16,
       shutdownGraceMs: 30_000,
       inboxHoldMs: 45_000,
+      access: {
+        slack: { teams: ["T0123ABCD"], channels: ["C0123ABCD", "G0456EFGH"] },
+        discord: {
+          guilds: ["1200000000000000001"],
+          channels: ["1200000000000000002", "1200000000000000003"],
+        },
+        admins: ["slack:U0123ABCD", "discord:1200000000000000009"],
+      },
       consoleUser: "alice",
     } satisfies Config);
   });
@@ -308,6 +326,40 @@ describe("loadConfig", () => {
     ]);
     expect(problems(configError({ DISCORD_GUILD_ID: "1200000000000000001" }))).toEqual([
       "DISCORD_TOKEN is required when DISCORD_GUILD_ID is set",
+    ]);
+  });
+});
+
+describe("who may use it, and where", () => {
+  it("reads the allow lists and admins as comma lists, ignoring spaces and empty items", () => {
+    const { access } = loadConfig({
+      SLACK_ALLOWED_CHANNELS: " C0001 ,, C0002 ,",
+      ADMIN_USERS: "discord:1200000000000000009",
+    });
+    expect(access).toEqual({
+      slack: { teams: null, channels: ["C0001", "C0002"] },
+      discord: { guilds: null, channels: null },
+      admins: ["discord:1200000000000000009"],
+    });
+  });
+
+  it("names the ids that are not of the platform's form", () => {
+    expect(
+      problems(
+        configError({
+          SLACK_ALLOWED_TEAMS: "T0001,acme",
+          SLACK_ALLOWED_CHANNELS: "#general",
+          DISCORD_ALLOWED_GUILDS: "my-server",
+          DISCORD_ALLOWED_CHANNELS: "1200000000000000002,12",
+          ADMIN_USERS: "U0001,slack:U0002,discord:alice",
+        }),
+      ),
+    ).toEqual([
+      "SLACK_ALLOWED_TEAMS must list Slack team ids (T…), comma-separated; not: acme",
+      "SLACK_ALLOWED_CHANNELS must list Slack channel ids (C… or G…), comma-separated; not: #general",
+      "DISCORD_ALLOWED_GUILDS must list Discord server ids (17 to 20 digits), comma-separated; not: my-server",
+      "DISCORD_ALLOWED_CHANNELS must list Discord channel ids (17 to 20 digits), comma-separated; not: 12",
+      "ADMIN_USERS must list users as slack:<user id> or discord:<user id>, comma-separated; not: U0001, discord:alice",
     ]);
   });
 });

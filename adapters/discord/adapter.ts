@@ -1,4 +1,5 @@
-import { Client, Events } from "discord.js";
+import { Client, Events, type Guild } from "discord.js";
+import { AccessPolicy } from "../../src/access.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, Inbox } from "../../src/ports.ts";
 import { InboxWorker } from "../shared/inbox.ts";
@@ -14,8 +15,11 @@ export interface DiscordAdapterOptions {
   token: string;
   /** Base of Discord's REST API (`DISCORD_API_URL`); the gateway URL comes from `GET /gateway/bot`. */
   apiUrl?: string;
-  /** Serve only this server (where `/imagine` was registered with DISCORD_GUILD_ID); every server by default. */
-  guildId?: string;
+  /**
+   * Which servers and channels it serves (`DISCORD_ALLOWED_GUILDS`, `DISCORD_ALLOWED_CHANNELS`); every one by
+   * default. It leaves any other server it is in or is added to.
+   */
+  access?: AccessPolicy;
   /** Largest attachment used as a reference image. */
   maxAttachmentBytes?: number;
   /** How long one REST call may take before it is tried again (`REST_POLICY`); 15 s by default. */
@@ -40,11 +44,13 @@ export class DiscordAdapter {
   readonly #ready: Promise<void>;
   readonly #inbound: DiscordInbound;
   readonly #inbox: InboxWorker;
+  readonly #access: AccessPolicy;
   #markReady: () => void = () => {};
 
   constructor(options: DiscordAdapterOptions) {
     this.#options = options;
     this.#log = options.logger.child({ adapter: "discord" });
+    this.#access = options.access ?? AccessPolicy.open;
     this.#ready = new Promise((resolve) => {
       this.#markReady = resolve;
     });
@@ -74,7 +80,7 @@ export class DiscordAdapter {
       delivery,
       gates,
       logger: this.#log,
-      guildId: options.guildId,
+      access: this.#access,
       download: {
         allowedHosts: allowedFileHosts(options.apiUrl),
         maxBytes: options.maxAttachmentBytes ?? 25 * 1024 * 1024,
@@ -91,6 +97,8 @@ export class DiscordAdapter {
       giveUp: (entry) => inbound.giveUp(entry),
     });
     inbound.register(this.#inbox);
+    // Added to a server (after start-up): one that is not allowed is left at once.
+    this.client.on(Events.GuildCreate, (guild) => void this.#leaveIfNotServed(guild));
     options.engine.observe("discord", {
       progress: (event) => delivery.progress(event),
       deliver: (event, signal) => delivery.deliver(event, signal),
@@ -105,12 +113,30 @@ export class DiscordAdapter {
     await ready;
     this.#markReady();
     this.#log.info({ user: this.client.user?.id, guilds: this.client.guilds.cache.size }, "discord ready");
+    if (this.#access.restrictsWorkspaces("discord")) {
+      for (const guild of [...this.client.guilds.cache.values()]) await this.#leaveIfNotServed(guild);
+    } else {
+      this.#log.warn(
+        "DISCORD_ALLOWED_GUILDS is not set: the bot serves any server it is added to, and anyone who can add it spends the OpenAI key",
+      );
+    }
     // Events an earlier process recorded but did not finish are worked now; messages written in our threads
     // while no process was connected are read back.
     this.#inbox.start();
     void this.#inbound
       .catchUp()
       .catch((error: unknown) => this.#log.warn({ err: error }, "could not read back our threads"));
+  }
+
+  /** A server the bot may not serve is left (it was added by someone who had its invite link). */
+  async #leaveIfNotServed(guild: Guild): Promise<void> {
+    if (this.#access.servesWorkspace("discord", guild.id)) return;
+    try {
+      await guild.leave();
+      this.#log.warn({ guild: guild.id }, "left a server that is not in DISCORD_ALLOWED_GUILDS");
+    } catch (error) {
+      this.#log.error({ err: error, guild: guild.id }, "could not leave a server that is not allowed");
+    }
   }
 
   async stop(): Promise<void> {

@@ -8,6 +8,7 @@ import {
   MessageFlags,
   SnowflakeUtil,
 } from "discord.js";
+import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ImageParams, ImageRecord, Turn } from "../../src/domain.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
@@ -71,8 +72,8 @@ export interface DiscordInboundOptions {
   delivery: DiscordDelivery;
   gates: AcknowledgementGates;
   logger: Logger;
-  /** Serve only this server; every server by default. */
-  guildId?: string;
+  /** Which servers and channels the bot serves. */
+  access: AccessPolicy;
   download: DownloadOptions;
 }
 
@@ -155,7 +156,7 @@ export class DiscordInbound {
       void run().catch((error: unknown) => this.#log.error({ err: error, what }, "discord handler failed"));
 
     this.#client.on(Events.InteractionCreate, (interaction) => {
-      if (!this.#servesGuild(interaction.guildId)) return;
+      if (interaction.guildId === null) return; // direct messages: the bot works in servers only
       if (interaction.isChatInputCommand() && interaction.commandName === "imagine")
         guard("imagine", () => this.#onImagine(interaction));
       else if (interaction.isButton() && decodeCustomId(interaction.customId))
@@ -175,7 +176,19 @@ export class DiscordInbound {
   }
 
   #servesGuild(guildId: string | null): guildId is string {
-    return guildId !== null && (!this.#options.guildId || guildId === this.#options.guildId);
+    return guildId !== null && this.#options.access.servesWorkspace("discord", guildId);
+  }
+
+  /** Whether the bot serves this channel of this server; a thread is judged by its parent channel. */
+  async #serves(guildId: string, channelId: string): Promise<boolean> {
+    const access = this.#options.access;
+    if (!access.servesWorkspace("discord", guildId)) return false;
+    if (!access.restrictsChannels("discord")) return true;
+    const channel =
+      this.#client.channels.cache.get(channelId) ??
+      (await this.#client.channels.fetch(channelId).catch(() => null));
+    const parentId = channel?.isThread() ? channel.parentId : null;
+    return access.allows("discord", { workspaceId: guildId, channelId: parentId ?? channelId });
   }
 
   /**
@@ -255,6 +268,10 @@ export class DiscordInbound {
    */
   async #onImagine(interaction: ChatInputCommandInteraction<"cached" | "raw" | undefined>): Promise<void> {
     const receivedAt = Date.now();
+    if (!(await this.#serves(interaction.guildId ?? "", interaction.channelId))) {
+      await this.#replyEphemeral(interaction, notEnabled(), "imagine");
+      return;
+    }
     let request: ImagineRequest;
     try {
       request = this.#readImagine(interaction);
@@ -339,6 +356,10 @@ export class DiscordInbound {
   async #onButton(interaction: ButtonInteraction<"cached" | "raw" | undefined>): Promise<void> {
     const target = decodeCustomId(interaction.customId);
     if (!target) return;
+    if (!(await this.#serves(interaction.guildId ?? "", interaction.channelId))) {
+      await this.#replyEphemeral(interaction, notEnabled(), "button");
+      return;
+    }
     const missing = interaction.appPermissions?.missing([...THREAD_PERMISSIONS]) ?? [];
     if (missing.length > 0) {
       const refusal = new AppError("unauthorized_channel", `missing ${missing.join(", ")}`, {
@@ -417,6 +438,10 @@ export class DiscordInbound {
     const threadKey = target?.threadKey ?? thread?.key;
     if (!threadKey) return;
     if (target && discordMeta(await this.#engine.getThread(target.threadKey))?.guildId !== guildId) return;
+    if (!(await this.#serves(guildId, message.channelId))) {
+      await tellPrivately(this.#client, this.#log, message.authorId, `✖ ${notEnabled().userMessage}`);
+      return;
+    }
     const { referenced: _read, ...kept } = message;
     const event: MessageEvent = { message: kept, threadKey, targetImageId: target?.id ?? null };
     const entry = await this.#worker.receive("message", messageKey(message.id), event);

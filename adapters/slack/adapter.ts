@@ -1,5 +1,6 @@
 import { Server } from "node:http";
 import type { App } from "@slack/bolt";
+import { AccessPolicy } from "../../src/access.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, Inbox } from "../../src/ports.ts";
 import { InboxWorker } from "../shared/inbox.ts";
@@ -17,6 +18,8 @@ export interface SlackAdapterOptions extends SlackConnection {
   maxAttachmentBytes?: number;
   /** Where events are written before they are acknowledged (`shared/inbox.ts`). */
   inbox: Inbox;
+  /** Which teams and channels it serves; all by default. */
+  access?: AccessPolicy;
   /** How long this process holds an event it works before another pass may take it over; 2 minutes by default. */
   inboxHoldMs?: number;
 }
@@ -56,6 +59,7 @@ export class SlackAdapter {
       botToken: options.botToken,
       allowedHosts: allowedFileHosts(options.apiUrl),
       maxAttachmentBytes: options.maxAttachmentBytes ?? 20 * 1024 * 1024,
+      access: options.access ?? AccessPolicy.open,
     });
     this.#inbox = new InboxWorker({
       inbox: options.inbox,

@@ -1,5 +1,6 @@
 import type { App } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
+import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ThreadKey } from "../../src/domain.ts";
 import { asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
@@ -41,6 +42,8 @@ export interface SlackInboundOptions {
   botToken: string;
   allowedHosts: ReadonlySet<string>;
   maxAttachmentBytes: number;
+  /** Which teams and channels the bot serves. */
+  access: AccessPolicy;
 }
 
 /** What a person's message asks for: a new thread (a mention) or an edit (a reply in one of our threads). */
@@ -102,6 +105,7 @@ export class SlackInbound {
 
     app.command("/imagine", async ({ command, ack }) => {
       try {
+        this.#checkPlace(command.team_id, command.channel_id);
         parseImagineText(command.text);
       } catch (error) {
         await ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` });
@@ -134,6 +138,10 @@ export class SlackInbound {
       // (which carry its thread_ts) find it by its key.
       const rootTs = event.thread_ts ?? event.ts;
       const text = stripMention(event.text ?? "", context.botUserId);
+      if (!this.#allowed(team, event.channel)) {
+        await this.#tellNotEnabled(event.channel, event.user, event.thread_ts);
+        return;
+      }
       await this.#receiveMessage({
         team,
         channel: event.channel,
@@ -169,6 +177,10 @@ export class SlackInbound {
       const team = context.teamId ?? body.team_id;
       const thread = await threads.known(team, message.channel, message.thread_ts);
       if (!thread) return;
+      if (!this.#allowed(team, message.channel)) {
+        await this.#tellNotEnabled(message.channel, message.user, message.thread_ts);
+        return;
+      }
       await this.#receiveMessage({
         team,
         channel: message.channel,
@@ -189,6 +201,15 @@ export class SlackInbound {
       if (!value || !buttonAction) return await ack();
       const triggerId = (body as { trigger_id?: string }).trigger_id ?? `${actionId}:${Date.now()}`;
       const responseUrl = (body as { response_url?: string }).response_url;
+      const where = body as { team?: { id?: string } | null; channel?: { id?: string } };
+      if (!this.#allowed(where.team?.id ?? "", where.channel?.id ?? "")) {
+        await ack();
+        if (responseUrl)
+          await respondPrivately(responseUrl, `✖ ${notEnabled().userMessage}`, { keepOriginal: true }).catch(
+            (error: unknown) => log.warn({ err: error }, "could not say the bot is not enabled here"),
+          );
+        return;
+      }
       await this.#receive(
         {
           kind: "click",
@@ -216,6 +237,27 @@ export class SlackInbound {
     const entry = await inbox.receive(event.kind, key, event.payload);
     await ack?.();
     if (entry) void inbox.work(entry);
+  }
+
+  #allowed(team: string, channel: string): boolean {
+    return this.#options.access.allows("slack", { workspaceId: team, channelId: channel });
+  }
+
+  /** Throws `notEnabled()` for a team or channel the bot does not serve. */
+  #checkPlace(team: string, channel: string): void {
+    if (!this.#allowed(team, channel)) throw notEnabled();
+  }
+
+  /** Tells a person, privately, that the bot does not serve this channel. */
+  async #tellNotEnabled(channel: string, user: string, threadTs: string | undefined): Promise<void> {
+    await withRateLimits(() =>
+      this.#options.posts.chat.postEphemeral({
+        channel,
+        user,
+        thread_ts: threadTs,
+        text: `✖ ${notEnabled().userMessage}`,
+      }),
+    ).catch((error: unknown) => this.#log.warn({ err: error }, "could not say the bot is not enabled here"));
   }
 
   #receiveMessage(request: MessageRequest): Promise<void> {

@@ -424,6 +424,21 @@ export const IDENTITY_ROUTES: Route[] = [
   },
   { method: "GET", pattern: "/users/@me", auth: true, handler: (state) => ok(userJson(state.bot)) },
   {
+    // Leave a server: 204, then GUILD_DELETE (without `unavailable`: removed, not an outage).
+    method: "DELETE",
+    pattern: "/users/@me/guilds/{guild}",
+    auth: true,
+    handler: (state, _req, p) => {
+      const id = p.guild ?? "";
+      const member = (id === state.guildId || state.otherGuilds.has(id)) && !state.leftGuilds.has(id);
+      if (!member) throw Errors.unknownGuild();
+      state.leftGuilds.add(id);
+      state.otherGuilds.delete(id);
+      state.dispatch("GUILD_DELETE", { id });
+      return ok();
+    },
+  },
+  {
     method: "GET",
     pattern: "/users/{user}",
     auth: true,

@@ -284,7 +284,8 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       v: 10,
       user_settings: {},
       user: { ...userJson(state.bot), verified: true, mfa_enabled: false, flags: 0, email: null },
-      guilds: [{ id: state.guildId, unavailable: true }],
+      // A server the bot left is no longer among its guilds.
+      guilds: state.leftGuilds.has(state.guildId) ? [] : [{ id: state.guildId, unavailable: true }],
       session_id: session.id,
       session_type: "normal",
       resume_gateway_url: state.baseUrl.replace(/^http/, "ws"),
@@ -298,7 +299,8 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       auth: {},
       _trace: ['["fake-discord-gateway",{"micros":0}]'],
     });
-    if (intents & Intent.Guilds) dispatchTo(session, "GUILD_CREATE", guildCreate(intents));
+    if (intents & Intent.Guilds && !state.leftGuilds.has(state.guildId))
+      dispatchTo(session, "GUILD_CREATE", guildCreate(intents));
     changed(state);
   };
 

@@ -190,6 +190,12 @@ export interface FakeDiscord {
   setRateLimits(limits: DiscordRateLimits | false): void;
   /** Requests left unanswered by a `hang` failure whose client has not given up yet. */
   readonly hungRequests: number;
+  /**
+   * Someone adds the bot to another server: GUILD_CREATE for a new, empty server (no channels). Returns its id.
+   */
+  addBotToGuild(name?: string): string;
+  /** Servers the bot left (`DELETE /users/@me/guilds/{guild}`), in order. */
+  readonly leftGuilds: string[];
   /** The next `count` CDN downloads are left unanswered (recorded with status 0), as a stalled CDN would. */
   stallDownloads(count?: number): void;
   /** Moves the fake's clock (negative rewinds): interaction deadlines, token expiry, CDN link expiry, snowflakes. */
@@ -213,6 +219,8 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     bot: undefined as unknown as DiscordUser,
     guildId: "",
     guildName: options.guildName ?? "threadcanvas test",
+    otherGuilds: new Map(),
+    leftGuilds: new Set(),
     commands: new Map(),
     users: new Map(),
     roles: [],
@@ -343,6 +351,15 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     setRateLimits: (limits) => rest.limiter.configure(limits),
     get hungRequests() {
       return rest.hung.size;
+    },
+    addBotToGuild: (name = "another server") => {
+      const id = snowflake(state);
+      state.otherGuilds.set(id, name);
+      state.dispatch("GUILD_CREATE", emptyGuildJson(state, id, name));
+      return id;
+    },
+    get leftGuilds() {
+      return [...state.leftGuilds];
     },
     stallDownloads: (count = 1) => {
       rest.stalledDownloads += count;
@@ -506,4 +523,52 @@ function serveAttachment(
     "cache-control": "public, max-age=31536000",
   });
   res.end(req.method === "HEAD" ? undefined : attachment.bytes);
+}
+
+/** GUILD_CREATE for a server the bot was just added to: nobody else in it, no channels yet. */
+function emptyGuildJson(state: DiscordState, id: string, name: string): Record<string, unknown> {
+  return {
+    id,
+    name,
+    icon: null,
+    owner_id: [...state.users.values()].find((u) => u.username === "owner")?.id ?? state.bot.id,
+    afk_channel_id: null,
+    afk_timeout: 300,
+    verification_level: 0,
+    default_message_notifications: 0,
+    explicit_content_filter: 0,
+    mfa_level: 0,
+    nsfw_level: 0,
+    premium_tier: 0,
+    preferred_locale: "en-US",
+    features: [],
+    system_channel_id: null,
+    system_channel_flags: 0,
+    roles: [
+      {
+        id,
+        name: "@everyone",
+        permissions: "0",
+        position: 0,
+        color: 0,
+        hoist: false,
+        managed: false,
+        mentionable: false,
+        flags: 0,
+      },
+    ],
+    emojis: [],
+    stickers: [],
+    joined_at: new Date(now(state)).toISOString(),
+    large: false,
+    unavailable: false,
+    member_count: 1,
+    voice_states: [],
+    members: [],
+    channels: [],
+    threads: [],
+    presences: [],
+    stage_instances: [],
+    guild_scheduled_events: [],
+  };
 }

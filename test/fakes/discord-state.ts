@@ -291,6 +291,10 @@ export interface DiscordState {
   bot: DiscordUser;
   guildId: string;
   guildName: string;
+  /** Other servers the bot was added to (`addBotToGuild`): id → name. */
+  otherGuilds: Map<string, string>;
+  /** Servers the bot left (`DELETE /users/@me/guilds/{guild}`). */
+  leftGuilds: Set<string>;
   /** Guild id → command name+type → command. Global commands are under "". */
   commands: Map<string, CommandRecord[]>;
   users: Map<string, DiscordUser>;

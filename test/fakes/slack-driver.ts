@@ -129,6 +129,8 @@ export interface SlashCommandInput {
   team_domain?: string;
   trigger_id?: string;
   response_url?: string;
+  /** Another workspace the app is installed in; the fake's own team by default. */
+  team_id?: string;
   /** Extra fields sent as they are (e.g. `enterprise_id`). */
   [field: string]: string | undefined;
 }
@@ -139,7 +141,7 @@ export function slashCommandFields(state: SlackState, input: SlashCommandInput):
   const userId = input.user_id ?? "U0001";
   const fields: Record<string, string> = {
     token: state.verificationToken,
-    team_id: state.teamId,
+    team_id: input.team_id ?? state.teamId,
     team_domain: input.team_domain ?? state.teamDomain,
     channel_id: channelId,
     channel_name: input.channel_name ?? state.channels.get(channelId)?.name ?? "unknown",
