@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import sharp from "sharp";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { safetyIdentifier } from "../src/engine/engine.ts";
 import { AppError } from "../src/errors.ts";
 import { parseImagineText } from "../src/request/flags.ts";
 import { makePng } from "./fakes/images.ts";
@@ -62,6 +63,11 @@ describe("generate and edit", () => {
       quality: "low",
     });
     expect(done.turn.costUsd).toBeGreaterThan(0);
+    // OpenAI knows the person by a hash of platform and user id, the same one every time, never the id.
+    const asker = h.fake.requests[0]?.body.safety_identifier;
+    expect(asker).toBe(safetyIdentifier("console", "U1"));
+    expect(asker).toMatch(/^[0-9a-f]{32}$/);
+    expect(safetyIdentifier("slack", "U1")).not.toBe(asker);
     // Recorded as delivered once the observer's deliver returns (just after it told the test).
     await expect.poll(async () => (await h.store.getTurn(done.turn.id))?.deliveredAt).toBeInstanceOf(Date);
   });
@@ -76,6 +82,7 @@ describe("generate and edit", () => {
       const request = h.fake.requests.at(-1);
       expect(request?.endpoint).toBe("images.edit");
       expect(request?.body.prompt).toBe(instruction);
+      expect(request?.body.safety_identifier).toBe(safetyIdentifier("console", "U2")); // whoever asked
       expect(request?.images).toHaveLength(1);
       expect(request?.images[0]?.equals(await bytesOf(previous?.id ?? ""))).toBe(true);
       const next = result.images[0];

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import pLimit, { type LimitFunction } from "p-limit";
 import {
@@ -381,6 +382,7 @@ export class Engine implements ConversationEngine {
     if (!thread) throw new AppError("thread_not_found", `thread ${turn.threadKey} vanished`);
     const onPartialImage = (partial: { index: number; bytes: Buffer; format: OutputFormat }) =>
       this.#progress({ type: "partial", turn, partial });
+    const asker = safetyIdentifier(platformOf(turn.threadKey), turn.userId);
 
     switch (turn.kind) {
       case "generate": {
@@ -388,7 +390,12 @@ export class Engine implements ConversationEngine {
         // edits endpoint takes them as inputs, and the result starts a new tree (no parent).
         const result = await this.#result(turn, signal, async () => {
           const references = await this.#referenceInputs(turn);
-          const request = { prompt: turn.prompt, params: turn.params, onPartialImage };
+          const request = {
+            prompt: turn.prompt,
+            params: turn.params,
+            onPartialImage,
+            safetyIdentifier: asker,
+          };
           return references.length > 0
             ? this.#provider.edit({ ...request, images: references }, signal)
             : this.#provider.generate(request, signal);
@@ -410,7 +417,10 @@ export class Engine implements ConversationEngine {
             ...(await this.#referenceInputs(turn)),
           ];
           const prompt = turn.kind === "edit" ? turn.prompt : await this.#variationPrompt(turn, base);
-          return this.#provider.edit({ prompt, params: turn.params, images, onPartialImage }, signal);
+          return this.#provider.edit(
+            { prompt, params: turn.params, images, onPartialImage, safetyIdentifier: asker },
+            signal,
+          );
         });
         return this.#outcome(result, base.id);
       }
@@ -614,4 +624,12 @@ interface ResultImages {
 
 function noImages(head: { imageId: string }, baseImageId: string | null): TurnOutcome {
   return { images: [], head, baseImageId, usage: [], providerRequestId: null };
+}
+
+/**
+ * What OpenAI's abuse monitoring knows a person by (`safety_identifier`): a hash of the platform and the user's
+ * id, stable across turns, never the id itself. OpenAI can then act on one abuser instead of the whole key.
+ */
+export function safetyIdentifier(platform: Platform, userId: string): string {
+  return createHash("sha256").update(`threadcanvas:${platform}:${userId}`).digest("hex").slice(0, 32);
 }
