@@ -1,5 +1,6 @@
 import path from "node:path";
 import { sql } from "drizzle-orm";
+import { AccessPolicy } from "./access.ts";
 import type { Config } from "./config.ts";
 import { PLATFORMS, type Platform } from "./domain.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
@@ -18,6 +19,8 @@ export interface App {
   store: PostgresConversationStore;
   /** Where adapters write platform events before acknowledging them. */
   inbox: PostgresInbox;
+  /** Where the bot is enabled, and who administers it. */
+  access: AccessPolicy;
   database: DbHandle;
   /** `GET /healthz` and `GET /metrics`, for whichever HTTP server the process runs. */
   routes: HttpRoute[];
@@ -64,6 +67,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         },
         logger.child({ component: "openai" }),
       );
+    const access = new AccessPolicy(config.access);
     const queue = new PgBossTurnQueue(
       { pglite: database.pglite, url: database.url },
       { concurrency: config.workerConcurrency, ...overrides.queue },
@@ -76,7 +80,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       provider,
       queue,
       logger,
-      options: { providerConcurrency: config.workerConcurrency, ...overrides.engine },
+      options: {
+        providerConcurrency: config.workerConcurrency,
+        turnsPerUserHour: config.turnsPerUserHour,
+        unlimited: (platform, userId) => access.isAdmin(platform, userId),
+        ...overrides.engine,
+      },
     });
 
     let stopped = false;
@@ -86,6 +95,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       engine,
       store,
       inbox: new PostgresInbox(database.db),
+      access,
       database,
       routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
       async startWorkers(platforms = PLATFORMS) {

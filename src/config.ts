@@ -115,6 +115,20 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
   SHUTDOWN_GRACE_S: wholeNumber(0, 3600, 90),
   INBOX_HOLD_S: wholeNumber(1, 3600, 120),
+  RATE_USER_PER_HOUR: z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .regex(/^\d+$/, { message: "must be a whole number from 1 to 100000 (leave it unset for no limit)" })
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .min(1, { message: "must be a whole number from 1 to 100000 (leave it unset for no limit)" })
+          .max(100_000, { message: "must be a whole number from 1 to 100000 (leave it unset for no limit)" }),
+      )
+      .optional(),
+  ),
 });
 
 /**
@@ -171,6 +185,8 @@ export interface Config {
    * any process, takes it over.
    */
   inboxHoldMs: number;
+  /** Drawing turns one person may start in a rolling hour (admins excepted); null: no limit. */
+  turnsPerUserHour: number | null;
   /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
   consoleUser: string;
 }
@@ -229,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
     workerConcurrency: e.WORKER_CONCURRENCY,
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     inboxHoldMs: e.INBOX_HOLD_S * 1000,
+    turnsPerUserHour: e.RATE_USER_PER_HOUR ?? null,
     // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
     consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };

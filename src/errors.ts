@@ -25,6 +25,7 @@ export type ErrorCode =
   | "unauthorized_channel"
   | "crash_loop"
   | "gave_up"
+  | "quota_exceeded"
   | "internal";
 
 export interface AppErrorOptions {

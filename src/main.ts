@@ -1,7 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
-import { AccessPolicy } from "./access.ts";
 import { type App, createApp } from "./app.ts";
 import { type Config, loadConfig } from "./config.ts";
 import type { Platform } from "./domain.ts";
@@ -30,7 +29,7 @@ async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   keepRunningOnUnhandledRejections(logger);
   const app = await createApp(config, logger);
-  const access = new AccessPolicy(config.access);
+  const { access } = app;
   const adapters: PlatformAdapter[] = [];
   const platforms: Platform[] = [];
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.

@@ -268,6 +268,12 @@ export interface NewTurn {
   referenceImages?: BlobRef[];
   /** Used only when the thread does not exist yet. */
   newThread?: { title: string; meta?: Record<string, unknown> };
+  /**
+   * At most this many turns with `countsTowardLimit` may be started by this user (on this platform) in a
+   * rolling hour, this one included; checked and recorded in one transaction per user, so concurrent submits,
+   * in any process, never pass it. Throws `quota_exceeded` with the wait in its message.
+   */
+  hourlyLimit?: number;
 }
 
 /** An image a turn made, as it is handed to the store (which gives it its id, thread, turn and time). */
@@ -324,7 +330,7 @@ export interface ThreadStore {
 export interface TurnStore {
   /**
    * Records a turn (creating the thread when needed) and, in the same transaction, calls `enqueue` so the
-   * job exists exactly when the turn does. A repeated `idempotencyKey` returns the existing turn with
+   * job exists exactly when the turn does (within `hourlyLimit`, when given). A repeated `idempotencyKey` returns the existing turn with
    * `created: false` and enqueues nothing.
    */
   recordTurn(

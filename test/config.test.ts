@@ -15,6 +15,7 @@ const DEFAULTS: Config = {
   workerConcurrency: 4,
   shutdownGraceMs: 90_000,
   inboxHoldMs: 120_000,
+  turnsPerUserHour: null,
   access: {
     slack: { teams: null, channels: null },
     discord: { guilds: null, channels: null },
@@ -47,6 +48,7 @@ const FULL_ENV = {
   WORKER_CONCURRENCY: "16",
   SHUTDOWN_GRACE_S: "30",
   INBOX_HOLD_S: "45",
+  RATE_USER_PER_HOUR: "30",
   SLACK_ALLOWED_TEAMS: "T0123ABCD",
   SLACK_ALLOWED_CHANNELS: "C0123ABCD, G0456EFGH",
   DISCORD_ALLOWED_GUILDS: "1200000000000000001",
@@ -106,6 +108,7 @@ describe("loadConfig", () => {
       workerConcurrency: 16,
       shutdownGraceMs: 30_000,
       inboxHoldMs: 45_000,
+      turnsPerUserHour: 30,
       access: {
         slack: { teams: ["T0123ABCD"], channels: ["C0123ABCD", "G0456EFGH"] },
         discord: {

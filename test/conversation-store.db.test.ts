@@ -268,6 +268,63 @@ describe("recordTurn", () => {
   });
 });
 
+describe("recordTurn within an hourly limit", () => {
+  test("thirty concurrent submits by one person, over many threads, record exactly the limit", async () => {
+    const user = `U${randomUUID().slice(0, 8)}`;
+    const results = await Promise.allSettled(
+      Array.from({ length: 30 }, () => record(threadKey(), { userId: user, hourlyLimit: 5 })),
+    );
+    const recorded = results.filter((r) => r.status === "fulfilled");
+    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    expect(recorded).toHaveLength(5);
+    expect(refused).toHaveLength(25);
+    for (const error of refused) {
+      expect(error).toMatchObject({
+        code: "quota_exceeded",
+        userMessage:
+          "You have started 5 images in the past hour, the most one person may (5). You can start another in 60 minutes.",
+      });
+    }
+    // Nothing of a refused submit was written: no turn, no job.
+    expect(await count(sql`select count(*) from turns where user_id = ${user}`)).toBe(5);
+    expect(
+      await count(
+        sql`select count(*) from test_jobs j join turns t on t.id = j.turn_id where t.user_id = ${user}`,
+      ),
+    ).toBe(5);
+  });
+
+  test("counts only the person's drawing turns on that platform in the last hour", async () => {
+    const user = `U${randomUUID().slice(0, 8)}`;
+    const key = threadKey();
+    await record(key, { userId: user, hourlyLimit: 2 });
+    // An hour and a minute ago: outside the window.
+    await h.db.execute(
+      sql`update turns set created_at = now() - interval '61 minutes' where user_id = ${user} and thread_key = ${key}`,
+    );
+    await record(threadKey(), { userId: user, hourlyLimit: 2 });
+    // Undo is not a drawing turn, and the same id on another platform is another person.
+    await record(key, { userId: user, kind: "undo", hourlyLimit: 2 });
+    await record(threadKey("discord"), { userId: user, hourlyLimit: 1 });
+    await record(threadKey(), { userId: user, hourlyLimit: 2 });
+    await expect(record(threadKey(), { userId: user, hourlyLimit: 2 })).rejects.toMatchObject({
+      code: "quota_exceeded",
+    });
+    // Another person is not held back.
+    await record(threadKey(), { userId: `${user}x`, hourlyLimit: 2 });
+  });
+
+  test("a replayed event returns its turn even past the limit", async () => {
+    const user = `U${randomUUID().slice(0, 8)}`;
+    const first = await record(threadKey(), { userId: user, hourlyLimit: 1, idempotencyKey: `k-${user}` });
+    const again = await store.recordTurn(
+      newTurn(threadKey(), { userId: user, hourlyLimit: 1, idempotencyKey: `k-${user}` }),
+      enqueueJob,
+    );
+    expect(again).toMatchObject({ created: false, turn: { id: first.id } });
+  });
+});
+
 describe("turn lifecycle", () => {
   test("startTurn: queued → running, counting attempts; null once terminal or unknown", async () => {
     const turn = await record(threadKey());

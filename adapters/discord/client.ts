@@ -2,6 +2,7 @@ import {
   type ButtonInteraction,
   type ChatInputCommandInteraction,
   type Client,
+  type ClientOptions,
   DiscordAPIError,
   GatewayIntentBits,
   type GuildTextBasedChannel,
@@ -32,7 +33,21 @@ export const INTENTS = [
  * creates carries a nonce with `enforce_nonce`, so Discord returns the first one; edits, thread starts and
  * interaction responses are safe to repeat (a repeat is refused as already done, which the adapter expects).
  */
-export const REST_POLICY = { timeout: 15_000, retries: 2 };
+export const REST_POLICY = {
+  timeout: 15_000,
+  retries: 2,
+  /**
+   * Through Node's own fetch, not discord.js's copy of undici. Loading a newer undici (Bolt's Socket Mode client
+   * brings v8) installs that one's agent as the process-wide dispatcher, which discord.js's undici 6 then uses
+   * too, and undici 8 refuses the FormData of every upload ("body must be a FormData created by this undici
+   * package instance"): with Slack and Discord in one process, no image reached Discord. Node's fetch builds
+   * its FormData and request itself, so it works whichever agent is installed. (`test/rate-limit.test.ts` runs
+   * both adapters in one process.)
+   */
+  makeRequest: ((url: string, init: unknown) => fetch(url, init as RequestInit)) as RestMakeRequest,
+};
+
+type RestMakeRequest = NonNullable<NonNullable<ClientOptions["rest"]>["makeRequest"]>;
 
 /** Prompts may contain @everyone or role mentions: nothing we post pings anyone. */
 export const NO_MENTIONS: MessageMentionOptions = { parse: [], repliedUser: false };

@@ -58,6 +58,10 @@ export interface EngineOptions {
    */
   maxDeliveryAttempts?: number;
   lateDeliveryRetryMs?: number;
+  /** Drawing turns (generate, edit, variation) one person may start in a rolling hour (`RATE_USER_PER_HOUR`). */
+  turnsPerUserHour?: number | null;
+  /** People no limit applies to (`ADMIN_USERS`). */
+  unlimited?: (platform: Platform, userId: string) => boolean;
 }
 
 const GAVE_UP_MESSAGE = "This request could not be finished after many tries, so it was given up. Try again.";
@@ -110,6 +114,8 @@ export class Engine implements ConversationEngine {
       maxReferenceBytes: 50 * 1024 * 1024,
       maxDeliveryAttempts: 15,
       lateDeliveryRetryMs: 5 * 60_000,
+      turnsPerUserHour: null,
+      unlimited: () => false,
       ...deps.options,
     };
     this.#providerSlots = pLimit(this.#options.providerConcurrency);
@@ -144,6 +150,7 @@ export class Engine implements ConversationEngine {
           title: intent.newThread?.title ?? prepared.prompt.slice(0, 200),
           meta: intent.newThread?.meta ?? {},
         },
+        ...this.#hourlyLimit(intent),
       },
       (recorded, tx) => this.#queue.enqueue({ turnId: recorded.id, threadKey: recorded.threadKey }, tx),
     );
@@ -159,6 +166,14 @@ export class Engine implements ConversationEngine {
   }
 
   /** Validates the intent against the thread as it is now; throws AppError and writes nothing when invalid. */
+  /** The hourly limit this intent is recorded under, if any: drawing turns of people who are not admins. */
+  #hourlyLimit(intent: Intent): { hourlyLimit?: number } {
+    const limit = this.#options.turnsPerUserHour;
+    if (!limit || !["generate", "edit", "variation"].includes(intent.kind)) return {};
+    if (this.#options.unlimited(platformOf(intent.threadKey), intent.userId)) return {};
+    return { hourlyLimit: limit };
+  }
+
   async #prepare(intent: Intent, thread: Thread | null): Promise<{ prompt: string; params: ImageParams }> {
     const flags = intent.params ?? {};
     const needsThread = intent.kind !== "generate";

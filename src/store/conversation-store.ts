@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNotNull, isNull, lt, lte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, like, lt, lte, sql } from "drizzle-orm";
 import {
   type ImageRecord,
   type Platform,
@@ -66,6 +66,8 @@ export class PostgresConversationStore implements ConversationStore {
           const existing = await findByIdempotencyKey(tx, idempotencyKey);
           if (existing) return { turn: existing, created: false };
         }
+        if (input.hourlyLimit !== undefined)
+          await checkHourlyLimit(tx, platform, input.userId, input.hourlyLimit);
         await tx
           .insert(threads)
           .values({
@@ -445,6 +447,43 @@ export class PostgresConversationStore implements ConversationStore {
  * Transaction-scoped, released at commit or rollback. The two-key form keeps our lock space apart from
  * single-key advisory locks (pg-boss uses those), so a hash collision can never make us wait on the queue.
  */
+/** The turns that call the provider: what a person's hourly limit counts. */
+const DRAWING_KINDS = ["generate", "edit", "variation"] as const;
+
+/**
+ * Throws `quota_exceeded` when this user already started `limit` drawing turns on this platform in the last
+ * hour. Holds a per-user lock until the transaction ends (always taken after the thread's lock, so the two
+ * never deadlock), so concurrent submits count each other.
+ */
+async function checkHourlyLimit(tx: Tx, platform: Platform, userId: string, limit: number): Promise<void> {
+  await tx.execute(
+    sql`select pg_advisory_xact_lock(hashtext('threadcanvas.user'), hashtext(${`${platform}:${userId}`}))`,
+  );
+  const [window] = await tx
+    .select({
+      started: sql<number>`count(*)::int`.mapWith(Number),
+      freeInSeconds:
+        sql<number>`coalesce(ceil(extract(epoch from min(${turns.createdAt}) + interval '1 hour' - now())), 0)::int`.mapWith(
+          Number,
+        ),
+    })
+    .from(turns)
+    .where(
+      and(
+        eq(turns.userId, userId),
+        like(turns.threadKey, `${platform}:%`),
+        inArray(turns.kind, [...DRAWING_KINDS]),
+        gt(turns.createdAt, sql`now() - interval '1 hour'`),
+      ),
+    );
+  const started = window?.started ?? 0;
+  if (started < limit) return;
+  const minutes = Math.max(1, Math.ceil((window?.freeInSeconds ?? 0) / 60));
+  throw new AppError("quota_exceeded", `${platform}:${userId} started ${started} turns in the last hour`, {
+    userMessage: `You have started ${started} images in the past hour, the most one person may (${limit}). You can start another in ${minutes} minute${minutes === 1 ? "" : "s"}.`,
+  });
+}
+
 async function lockThread(tx: Tx, key: ThreadKey): Promise<void> {
   await tx.execute(sql`select pg_advisory_xact_lock(hashtext('threadcanvas.thread'), hashtext(${key}))`);
 }

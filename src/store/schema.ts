@@ -125,6 +125,8 @@ export const turns = pgTable(
     // How many turns are ahead of a new one in its thread, without walking a long thread's finished turns.
     // The sweep for late deliveries reads only the few turns waiting for one.
     index("turns_delivery_retry_idx").on(t.deliveryRetryAt).where(sql`${t.deliveryRetryAt} is not null`),
+    // A person's turns of the last hour, for RATE_USER_PER_HOUR.
+    index("turns_user_created_idx").on(t.userId, t.createdAt),
     index("turns_thread_unfinished_idx")
       .on(t.threadKey, t.seq)
       .where(sql`${t.status} in ('queued', 'running')`),
