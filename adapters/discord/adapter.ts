@@ -94,7 +94,7 @@ export class DiscordAdapter {
       logger: this.#log,
       holdMs: options.inboxHoldMs,
       work: (entry) => inbound.work(entry),
-      giveUp: (entry) => inbound.giveUp(entry),
+      explain: (entry, error) => inbound.explain(entry, error),
     });
     inbound.register(this.#inbox);
     // Added to a server (after start-up): one that is not allowed is left at once.

@@ -10,7 +10,7 @@ import {
 } from "discord.js";
 import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ImageParams, ImageRecord, Turn } from "../../src/domain.ts";
-import { AppError, asAppError } from "../../src/errors.ts";
+import { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports.ts";
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
@@ -111,8 +111,6 @@ type DiscordEvent =
   | { kind: "click"; payload: ClickEvent }
   | { kind: "message"; payload: MessageEvent };
 
-const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
-
 /** When the bot connects, messages written in its threads active this recently are read back. */
 const CATCH_UP_MS = 24 * 3600_000;
 const CATCH_UP_THREADS = 50;
@@ -191,11 +189,7 @@ export class DiscordInbound {
     return access.allows("discord", { workspaceId: guildId, channelId: parentId ?? channelId });
   }
 
-  /**
-   * Works one recorded event: records its turn, or tells the person why not. An error that may pass (the
-   * database, a timeout) is thrown, so the event is taken again later; only the attempts running out then
-   * tell the person (`giveUp`).
-   */
+  /** Works one recorded event (see `InboxWorkerOptions.work`): downloads, checks, records its turn. */
   async work(entry: InboxEntry): Promise<void> {
     const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
     // Progress and delivery of the turn wait until its status message is posted (or the reply's id known).
@@ -212,17 +206,16 @@ export class DiscordInbound {
           this.#log.warn({ kind: entry.kind }, "unknown discord event in the inbox");
       }
     } catch (error) {
-      if (asAppError(error).code === "internal") throw error;
-      await this.#explain(event, error);
+      // Missing permissions will not pass by trying again: say so (`explain`) instead.
+      if (!isPermissionError(error)) throw error;
+      const channelId = event.kind === "message" ? event.payload.message.channelId : event.payload.channelId;
+      throw new AppError("unauthorized_channel", "missing permissions", {
+        userMessage: missingPermissionsText(channelId, []),
+        cause: error,
+      });
     } finally {
       gate.open();
     }
-  }
-
-  /** Tells the person an event they sent was not recorded after all. */
-  async giveUp(entry: InboxEntry): Promise<void> {
-    const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
-    await this.#explain(event, new AppError("gave_up", "inbox gave up", { userMessage: NOT_RECORDED }));
   }
 
   /**
@@ -509,7 +502,8 @@ export class DiscordInbound {
    * Tells the person why an event they sent came to nothing: privately through the interaction's token (a
    * command's public "thinking…" is taken back first), or, for a message, in a reply where it was written.
    */
-  async #explain(event: DiscordEvent, error: unknown): Promise<void> {
+  async explain(entry: InboxEntry, error: AppError): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
     if (event.kind === "message") return this.#replyError(event.payload.message, error);
     const content = `✖ ${userMessage(error, this.#log, event.kind)}`;
     const { applicationId, token } = event.payload;
@@ -520,11 +514,14 @@ export class DiscordInbound {
       .catch((failure: unknown) => this.#log.warn({ err: failure }, "could not explain a failed request"));
   }
 
-  /** A message's problem (bad flag, bad attachment) is answered in a reply where it was written. */
-  async #replyError(message: MessageEvent["message"], error: unknown): Promise<void> {
+  /**
+   * A message's problem (bad flag, bad attachment) is answered in a reply where it was written; where the bot
+   * may not post, by direct message.
+   */
+  async #replyError(message: MessageEvent["message"], error: AppError): Promise<void> {
     const noPermission = `✖ ${missingPermissionsText(message.channelId, [])}`;
-    if (isPermissionError(error)) {
-      await tellPrivately(this.#client, this.#log, message.authorId, noPermission);
+    if (error.code === "unauthorized_channel") {
+      await tellPrivately(this.#client, this.#log, message.authorId, `✖ ${error.userMessage}`);
       return;
     }
     const channel = await textChannel(this.#client, message.channelId);

@@ -1,4 +1,5 @@
 import type { Platform } from "../../src/domain.ts";
+import { AppError, asAppError } from "../../src/errors.ts";
 import { killPoint } from "../../src/failpoints.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { Inbox, InboxEntry } from "../../src/ports.ts";
@@ -17,12 +18,16 @@ export interface InboxWorkerOptions {
   platform: Platform;
   logger: Logger;
   /**
-   * Works one event to its end: records its turn, or tells the person why not. Returning finishes the event;
-   * throwing leaves it to be taken again after its hold (the error is logged).
+   * Works one event to its end: downloads, checks, records its turn. Returning finishes the event. An error
+   * with a message for the person (an `AppError` that is not `internal`: a bad attachment, a limit) is passed to
+   * `explain` and finishes it too; any other (the database, a crash) leaves it to be taken again after its hold.
    */
   work(entry: InboxEntry): Promise<void>;
-  /** The event was taken `maxAttempts` times without finishing: tell the person it was not recorded. */
-  giveUp(entry: InboxEntry): Promise<void>;
+  /**
+   * Tells the person who sent the event, privately where the platform allows, why it came to nothing; also when
+   * it was taken `maxAttempts` times without finishing (`gave_up`).
+   */
+  explain(entry: InboxEntry, error: AppError): Promise<void>;
   /** How long a process holds an event it works before another may take it over; 2 minutes by default. */
   holdMs?: number | undefined;
   /** How often unfinished events are looked for; a quarter of `holdMs` by default (at most 30 s). */
@@ -35,6 +40,7 @@ export interface InboxWorkerOptions {
 const KEEP_FINISHED_MS = 7 * 24 * 3600_000;
 const PRUNE_EVERY_MS = 3600_000;
 const SWEEP_BATCH = 20;
+const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
 
 export class InboxWorker {
   readonly #options: InboxWorkerOptions;
@@ -79,11 +85,15 @@ export class InboxWorker {
     try {
       await this.#options.work(entry);
     } catch (error) {
-      this.#log.warn(
-        { err: error, event: entry.key, attempt: entry.attempts },
-        "could not work an event; it is taken again later",
-      );
-      return;
+      const refusal = asAppError(error);
+      if (refusal.code === "internal") {
+        this.#log.warn(
+          { err: error, event: entry.key, attempt: entry.attempts },
+          "could not work an event; it is taken again later",
+        );
+        return;
+      }
+      await this.#explain(entry, refusal);
     } finally {
       this.#working.delete(entry.id);
     }
@@ -142,10 +152,14 @@ export class InboxWorker {
 
   async #giveUp(entry: InboxEntry): Promise<void> {
     this.#log.error({ event: entry.key, attempts: entry.attempts - 1 }, "giving up on an event");
-    await this.#options
-      .giveUp(entry)
-      .catch((error: unknown) => this.#log.warn({ err: error }, "could not say an event was given up"));
+    await this.#explain(entry, new AppError("gave_up", "inbox gave up", { userMessage: NOT_RECORDED }));
     await this.#finish(entry, "gave_up");
+  }
+
+  async #explain(entry: InboxEntry, error: AppError): Promise<void> {
+    await this.#options
+      .explain(entry, error)
+      .catch((failure: unknown) => this.#log.warn({ err: failure, event: entry.key }, "could not explain"));
   }
 
   async #finish(entry: InboxEntry, outcome: "done" | "gave_up"): Promise<void> {

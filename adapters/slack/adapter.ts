@@ -67,7 +67,7 @@ export class SlackAdapter {
       logger: this.#log,
       holdMs: options.inboxHoldMs,
       work: (entry) => inbound.work(entry),
-      giveUp: (entry) => inbound.giveUp(entry),
+      explain: (entry, error) => inbound.explain(entry, error),
     });
     inbound.register(this.app, this.#inbox);
     options.engine.observe("slack", {

@@ -2,7 +2,7 @@ import type { App } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ThreadKey } from "../../src/domain.ts";
-import { asAppError } from "../../src/errors.ts";
+import type { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
@@ -84,8 +84,6 @@ type SlackEvent =
   | { kind: "command"; payload: CommandRequest }
   | { kind: "message"; payload: MessageRequest }
   | { kind: "click"; payload: ClickRequest };
-
-const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
 
 export class SlackInbound {
   readonly #options: SlackInboundOptions;
@@ -274,33 +272,25 @@ export class SlackInbound {
     return this.#inbox;
   }
 
-  /**
-   * Works one recorded event: records its turn, or tells the person why not. An error that may pass (the
-   * database, a timeout) is thrown, so the event is taken again later; only the attempts running out then
-   * tell the person (`giveUp`).
-   */
+  /** Works one recorded event (see `InboxWorkerOptions.work`): downloads, checks, records its turn. */
   async work(entry: InboxEntry): Promise<void> {
     const event = { kind: entry.kind, payload: entry.payload } as SlackEvent;
-    try {
-      switch (event.kind) {
-        case "command":
-          return await this.#workCommand(event.payload, entry.key);
-        case "message":
-          return await this.#workMessage(event.payload, entry.key);
-        case "click":
-          return await this.#workClick(event.payload, entry.key);
-        default:
-          this.#log.warn({ kind: entry.kind }, "unknown slack event in the inbox");
-      }
-    } catch (error) {
-      if (asAppError(error).code === "internal") throw error;
-      await this.#explain(event, `✖ ${userMessage(error, this.#log, event.kind)}`);
+    switch (event.kind) {
+      case "command":
+        return await this.#workCommand(event.payload, entry.key);
+      case "message":
+        return await this.#workMessage(event.payload, entry.key);
+      case "click":
+        return await this.#workClick(event.payload, entry.key);
+      default:
+        this.#log.warn({ kind: entry.kind }, "unknown slack event in the inbox");
     }
   }
 
-  /** Tells the person an event they sent was not recorded after all. */
-  async giveUp(entry: InboxEntry): Promise<void> {
-    await this.#explain({ kind: entry.kind, payload: entry.payload } as SlackEvent, `✖ ${NOT_RECORDED}`);
+  /** Says privately, to whoever sent the event, why it came to nothing. */
+  async explain(entry: InboxEntry, error: AppError): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as SlackEvent;
+    await this.#tell(event, `✖ ${userMessage(error, this.#log, event.kind)}`);
   }
 
   async #workCommand(command: CommandRequest, key: string): Promise<void> {
@@ -372,8 +362,7 @@ export class SlackInbound {
     if (created) this.#options.delivery.showQueued(turn, position);
   }
 
-  /** Says privately, to whoever sent the event, what became of it. */
-  async #explain(event: SlackEvent, text: string): Promise<void> {
+  async #tell(event: SlackEvent, text: string): Promise<void> {
     const log = this.#log;
     const failed = (error: unknown) => log.warn({ err: error }, "could not explain a failed request");
     switch (event.kind) {
