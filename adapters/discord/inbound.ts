@@ -228,7 +228,10 @@ export class DiscordInbound {
     for (const thread of await this.#engine.listThreads("discord", CATCH_UP_THREADS)) {
       if (thread.updatedAt.getTime() < since) break;
       const meta = discordMeta(thread);
-      if (!meta?.threadId || !this.#servesGuild(meta.guildId)) continue;
+      if (!meta?.threadId) continue;
+      // A thread in a channel the bot no longer serves is not read: its messages would be refused at every start.
+      if (!this.#options.access.allows("discord", { workspaceId: meta.guildId, channelId: meta.channelId }))
+        continue;
       const channel = await this.#client.channels.fetch(meta.threadId).catch(() => null);
       if (!channel?.isThread()) continue;
       const after = SnowflakeUtil.generate({ timestamp: since });
