@@ -246,8 +246,6 @@ export interface Inbox {
   takeLapsed(platform: Platform, holdMs: number, limit: number): Promise<InboxEntry[]>;
   /** The event is worked: it will not be taken again, and its payload is dropped. */
   finish(id: number, outcome: "done" | "gave_up"): Promise<void>;
-  /** Whether an event with this key was recorded (finished or not). */
-  has(key: string): Promise<boolean>;
   /** Forgets events finished before `before` (their keys then no longer catch replays); returns how many. */
   prune(before: Date): Promise<number>;
 }

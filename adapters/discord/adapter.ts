@@ -6,7 +6,8 @@ import { InboxWorker } from "../shared/inbox.ts";
 import { INTENTS, NO_MENTIONS, REST_POLICY } from "./client.ts";
 import { DiscordDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
-import { AcknowledgementGates, DiscordInbound } from "./inbound.ts";
+import { AcknowledgementGates } from "./gates.ts";
+import { DiscordInbound } from "./inbound.ts";
 import { DiscordThreads } from "./threads.ts";
 
 export interface DiscordAdapterOptions {

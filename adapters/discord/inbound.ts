@@ -9,7 +9,7 @@ import {
   SnowflakeUtil,
 } from "discord.js";
 import { type AccessPolicy, notEnabled } from "../../src/access.ts";
-import type { ImageParams, ImageRecord, Turn } from "../../src/domain.ts";
+import type { ImageParams, ImageRecord } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports.ts";
@@ -35,6 +35,7 @@ import {
 } from "./client.ts";
 import type { DiscordDelivery } from "./delivery.ts";
 import { checkAttachment, type DownloadOptions, downloadAttachment } from "./files.ts";
+import type { AcknowledgementGates } from "./gates.ts";
 import {
   type ButtonTarget,
   decodeCustomId,
@@ -61,8 +62,10 @@ import {
  * message). Messages written in our threads while the bot was down are read back when it connects.
  *
  * Longer than our usual ~400 lines on purpose: three ways in, each with Discord's own rules (an interaction's
- * 3 s and ephemeral replies; a message's order within its channel, and messages from threads discord.js has not
- * cached, read from the raw gateway packet), sharing the acknowledgement gates at the end of the file.
+ * 3 s and ephemeral replies; a message's order within its channel, messages from threads discord.js has not
+ * cached, read from the raw gateway packet, and those written while no process was connected, read back at
+ * start), each in two halves — what is checked before the inbox insert and what is worked from it — that read
+ * best side by side.
  */
 
 export interface DiscordInboundOptions {
@@ -560,44 +563,6 @@ function interactionFacts(
     receivedAt,
     uploadLimit: interaction.attachmentSizeLimit ?? null,
   };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Acknowledgement gates
-// ---------------------------------------------------------------------------------------------------------
-
-/**
- * Per event (idempotency key), a gate that opens once the event is acknowledged and its status message posted:
- * the turn's progress and delivery wait for it, so nothing edits a reply Discord has not created yet. A replay
- * of the event arriving meanwhile waits for the first one's gate too.
- */
-export class AcknowledgementGates {
-  readonly #gates = new Map<string, { promise: Promise<void> }>();
-
-  open(key: string): { open: () => void } {
-    let open: () => void = () => {};
-    const own = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    const earlier = this.#gates.get(key)?.promise;
-    const promise = earlier ? Promise.all([earlier, own]).then(() => {}) : own;
-    this.#gates.set(key, { promise });
-    return {
-      open: () => {
-        open();
-        setTimeout(() => {
-          if (this.#gates.get(key)?.promise === promise) this.#gates.delete(key);
-        }, 60_000).unref();
-      },
-    };
-  }
-
-  /** Waits until the event that made this turn was acknowledged here (it is already, in another process). */
-  async passed(turn: Turn): Promise<void> {
-    const gate = turn.idempotencyKey ? this.#gates.get(turn.idempotencyKey) : undefined;
-    if (gate)
-      await Promise.race([gate.promise, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

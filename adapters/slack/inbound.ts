@@ -103,7 +103,7 @@ export class SlackInbound {
 
     app.command("/imagine", async ({ command, ack }) => {
       try {
-        this.#checkPlace(command.team_id, command.channel_id);
+        if (!this.#allowed(command.team_id, command.channel_id)) throw notEnabled();
         parseImagineText(command.text);
       } catch (error) {
         await ack({ response_type: "ephemeral", text: `✖ ${userMessage(error, log, "imagine")}` });
@@ -239,11 +239,6 @@ export class SlackInbound {
 
   #allowed(team: string, channel: string): boolean {
     return this.#options.access.allows("slack", { workspaceId: team, channelId: channel });
-  }
-
-  /** Throws `notEnabled()` for a team or channel the bot does not serve. */
-  #checkPlace(team: string, channel: string): void {
-    if (!this.#allowed(team, channel)) throw notEnabled();
   }
 
   /** Tells a person, privately, that the bot does not serve this channel. */

@@ -53,11 +53,6 @@ export class PostgresInbox implements Inbox {
       .where(and(eq(inbox.id, id), isNull(inbox.finishedAt)));
   }
 
-  async has(key: string): Promise<boolean> {
-    const [row] = await this.#db.select({ id: inbox.id }).from(inbox).where(eq(inbox.key, key)).limit(1);
-    return row !== undefined;
-  }
-
   async prune(before: Date): Promise<number> {
     const rows = await this.#db.delete(inbox).where(lt(inbox.finishedAt, before)).returning({ id: inbox.id });
     return rows.length;
