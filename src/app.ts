@@ -83,6 +83,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       options: {
         providerConcurrency: config.workerConcurrency,
         turnsPerUserHour: config.turnsPerUserHour,
+        budgets: config.budgets,
+        models: { image: config.openai.imageModel, think: config.openai.thinkModel },
         unlimited: (platform, userId) => access.isAdmin(platform, userId),
         ...overrides.engine,
       },

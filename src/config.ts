@@ -2,6 +2,7 @@ import path from "node:path";
 import { z } from "zod";
 import type { AccessConfig } from "./access.ts";
 import { AppError } from "./errors.ts";
+import type { BudgetCap } from "./ports.ts";
 
 /**
  * The whole configuration, read from the environment once. Variable names are a contract (DESIGN.md).
@@ -74,6 +75,21 @@ const idList = (pattern: RegExp, what: string) =>
       .transform((items) => items ?? null),
   );
 
+/** US dollars, like `5` or `12.50`; unset (or blank) is `fallback`. */
+const dollars = (fallback: number | null, unset: string) => {
+  const message = `must be an amount in US dollars, like 5 or 12.50 (${unset})`;
+  return z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .regex(/^\d+(\.\d{1,4})?$/, { message })
+      .transform(Number)
+      .pipe(z.number().max(1_000_000, { message }))
+      .optional()
+      .transform((value) => value ?? fallback),
+  );
+};
+
 const EnvSchema = z.object({
   DATABASE_URL: optionalString.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
     message: "must start with postgres:// or postgresql:// (leave it unset to use the embedded database)",
@@ -115,6 +131,10 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
   SHUTDOWN_GRACE_S: wholeNumber(0, 3600, 90),
   INBOX_HOLD_S: wholeNumber(1, 3600, 120),
+  BUDGET_USER_DAILY_USD: dollars(null, "leave it unset for no cap"),
+  BUDGET_CHANNEL_DAILY_USD: dollars(null, "leave it unset for no cap"),
+  BUDGET_WORKSPACE_MONTHLY_USD: dollars(null, "leave it unset for no cap"),
+  CONFIRM_ABOVE_USD: dollars(0.5, "0 asks before every image; the default is 0.50"),
   RATE_USER_PER_HOUR: z.preprocess(
     blankAsUnset,
     z
@@ -187,6 +207,10 @@ export interface Config {
   inboxHoldMs: number;
   /** Drawing turns one person may start in a rolling hour (admins excepted); null: no limit. */
   turnsPerUserHour: number | null;
+  /** Spend caps (admins excepted): `BUDGET_USER_DAILY_USD`, `BUDGET_CHANNEL_DAILY_USD`, `BUDGET_WORKSPACE_MONTHLY_USD`. */
+  budgets: BudgetCap[];
+  /** A turn estimated above this many dollars asks "Draw it for about $X?" first. */
+  confirmAboveUsd: number;
   /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
   consoleUser: string;
 }
@@ -246,6 +270,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     inboxHoldMs: e.INBOX_HOLD_S * 1000,
     turnsPerUserHour: e.RATE_USER_PER_HOUR ?? null,
+    budgets: [
+      ...(e.BUDGET_USER_DAILY_USD === null
+        ? []
+        : [{ scope: "user", period: "day", limitUsd: e.BUDGET_USER_DAILY_USD } as const]),
+      ...(e.BUDGET_CHANNEL_DAILY_USD === null
+        ? []
+        : [{ scope: "channel", period: "day", limitUsd: e.BUDGET_CHANNEL_DAILY_USD } as const]),
+      ...(e.BUDGET_WORKSPACE_MONTHLY_USD === null
+        ? []
+        : [{ scope: "workspace", period: "month", limitUsd: e.BUDGET_WORKSPACE_MONTHLY_USD } as const]),
+    ],
+    confirmAboveUsd: e.CONFIRM_ABOVE_USD ?? 0.5,
     // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
     consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };

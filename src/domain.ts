@@ -64,6 +64,9 @@ export interface Thread {
   headImageId: string | null;
   title: string;
   createdBy: string;
+  /** The workspace (Slack team, Discord server) and channel the thread's spend is counted in. */
+  workspaceId: string | null;
+  channelId: string | null;
   /** Adapter-owned facts needed to continue the thread after a restart (channel ids, root message, …). */
   meta: Record<string, unknown>;
   createdAt: Date;
@@ -93,7 +96,10 @@ export interface Turn {
   errorCode: string | null;
   errorMessage: string | null;
   attempts: number;
+  /** What the turn cost (the sum of its ledger rows), once it ended. */
   costUsd: number | null;
+  /** What it was expected to cost when accepted; held against the budgets until it ends. */
+  estimateUsd: number;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -132,6 +138,12 @@ export function imageFileName(seq: number, index: number, format: OutputFormat):
 export function fileExtension(format: OutputFormat): string {
   return format === "jpeg" ? "jpg" : format;
 }
+
+/**
+ * A provider call in the ledger: `pending` until its outcome is known; `billed` (its tokens' price), `not_billed`
+ * (answered with an error, which OpenAI does not bill), or `unknown` (no answer: charged at the turn's estimate).
+ */
+export type LedgerStatus = "pending" | "billed" | "not_billed" | "unknown";
 
 export interface UsageEntry {
   model: string;

@@ -26,6 +26,7 @@ export type ErrorCode =
   | "crash_loop"
   | "gave_up"
   | "quota_exceeded"
+  | "budget_exceeded"
   | "internal";
 
 export interface AppErrorOptions {

@@ -8,6 +8,7 @@ import type {
   BlobRef,
   ImageParams,
   ImageRecord,
+  LedgerStatus,
   OutputFormat,
   Platform,
   Thread,
@@ -40,6 +41,8 @@ export interface Intent {
   referenceImages?: readonly ImageInput[];
   /** Title and adapter facts for a thread this intent creates. */
   newThread?: { title?: string; meta?: Record<string, unknown> };
+  /** The workspace and channel a thread this intent creates is counted in for budgets. */
+  place?: Place;
 }
 
 export interface Submitted {
@@ -141,6 +144,23 @@ export interface ImageRequest {
   onPartialImage?: (partial: PartialImage) => void;
   /** Stable, non-identifying end-user id for the provider's abuse monitoring. */
   safetyIdentifier?: string;
+  /** Where every HTTP request of this call is written before it is sent, and settled once its outcome is known. */
+  ledger?: CallLedger;
+}
+
+/** What one HTTP request to the provider came to (see `LedgerStatus` in domain.ts). */
+export type CallOutcome =
+  | { status: "billed"; requestId: string | null; usage: readonly UsageEntry[] }
+  | { status: "not_billed"; requestId: string | null; httpStatus: number | null }
+  | { status: "unknown"; requestId: string | null };
+
+/**
+ * The turn's side of the bill. `open` runs before a request is sent (if it throws, nothing is sent); `settle`
+ * once the request's outcome is known. A request never settled (the process died) is counted as `unknown`.
+ */
+export interface CallLedger {
+  open(request: { clientRequestId: string; endpoint: string; retry: number }): Promise<void>;
+  settle(clientRequestId: string, outcome: CallOutcome): Promise<void>;
 }
 
 export interface EditRequest extends ImageRequest {
@@ -266,12 +286,77 @@ export interface NewTurn {
   referenceImages?: BlobRef[];
   /** Used only when the thread does not exist yet. */
   newThread?: { title: string; meta?: Record<string, unknown> };
+  /** The workspace and channel a new thread's spend is counted in (ignored when the thread exists). */
+  place?: Place;
+  /** What the turn is expected to cost: reserved against `budgets` until it ends. */
+  estimateUsd?: number;
+  /** Caps the estimate must fit under, with everything already spent or reserved; checked as `hourlyLimit` is. */
+  budgets?: readonly BudgetCap[];
   /**
    * At most this many turns with `countsTowardLimit` may be started by this user (on this platform) in a
    * rolling hour, this one included; checked and recorded in one transaction per user, so concurrent submits,
    * in any process, never pass it. Throws `quota_exceeded` with the wait in its message.
    */
   hourlyLimit?: number;
+}
+
+/** Where a thread lives, for budgets: the Slack team or Discord server, and the channel. */
+export interface Place {
+  workspaceId: string;
+  channelId: string;
+}
+
+/** A spend cap (`BUDGET_*`): one person a day, one channel a day, or one workspace a month (UTC periods). */
+export interface BudgetCap {
+  scope: "user" | "channel" | "workspace";
+  period: "day" | "month";
+  limitUsd: number;
+}
+
+/** One payer's spend in the current period: billed ledger rows plus what unfinished turns hold. */
+export interface SpendTotal {
+  billedUsd: number;
+  reservedUsd: number;
+  usedUsd: number;
+  resetsInSeconds: number;
+}
+
+export interface SpendQuery {
+  platform: Platform;
+  userId: string;
+  workspaceId: string | null;
+  channelId: string | null;
+  /** Adds the workspace's top people and channels this month. */
+  admin: boolean;
+}
+
+export interface SpendReport {
+  userToday: SpendTotal;
+  userMonth: SpendTotal;
+  channelToday: SpendTotal | null;
+  workspaceMonth: SpendTotal | null;
+  topUsers: Array<{ id: string; usd: number }>;
+  topChannels: Array<{ id: string; usd: number }>;
+}
+
+/** A ledger row (schema.ts `ledger`). */
+export interface LedgerEntry {
+  clientRequestId: string;
+  turnId: string | null;
+  platform: Platform;
+  userId: string;
+  workspaceId: string | null;
+  channelId: string | null;
+  endpoint: string;
+  retry: number;
+  status: LedgerStatus;
+  requestId: string | null;
+  httpStatus: number | null;
+  usage: UsageEntry[];
+  priceVersion: string;
+  estimateUsd: number;
+  costUsd: number;
+  createdAt: Date;
 }
 
 /** An image a turn made, as it is handed to the store (which gives it its id, thread, turn and time). */
@@ -376,9 +461,24 @@ export interface TurnMessageStore {
   turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null>;
 }
 
+/** The bill (one row per provider request) and what it adds up to for each payer. */
+export interface LedgerStore {
+  /** Before a request is sent for a turn; charged to the turn's asker and its thread's channel and workspace. */
+  openCall(call: {
+    clientRequestId: string;
+    turnId: string;
+    endpoint: string;
+    retry: number;
+    estimateUsd: number;
+  }): Promise<void>;
+  settleCall(clientRequestId: string, outcome: CallOutcome): Promise<void>;
+  ledgerEntries(turnId: string): Promise<LedgerEntry[]>;
+  spendReport(query: SpendQuery): Promise<SpendReport>;
+}
+
 /** Totals for monitoring: turns by status, images stored, estimated spend. */
 export interface StatsSource {
   stats(): Promise<StoreStats>;
 }
 
-export type ConversationStore = ThreadStore & TurnStore & TurnMessageStore & StatsSource;
+export type ConversationStore = ThreadStore & TurnStore & TurnMessageStore & LedgerStore & StatsSource;

@@ -16,6 +16,8 @@ const DEFAULTS: Config = {
   shutdownGraceMs: 90_000,
   inboxHoldMs: 120_000,
   turnsPerUserHour: null,
+  budgets: [],
+  confirmAboveUsd: 0.5,
   access: {
     slack: { teams: null, channels: null },
     discord: { guilds: null, channels: null },
@@ -49,6 +51,10 @@ const FULL_ENV = {
   SHUTDOWN_GRACE_S: "30",
   INBOX_HOLD_S: "45",
   RATE_USER_PER_HOUR: "30",
+  BUDGET_USER_DAILY_USD: "5",
+  BUDGET_CHANNEL_DAILY_USD: "20.50",
+  BUDGET_WORKSPACE_MONTHLY_USD: "300",
+  CONFIRM_ABOVE_USD: "1.25",
   SLACK_ALLOWED_TEAMS: "T0123ABCD",
   SLACK_ALLOWED_CHANNELS: "C0123ABCD, G0456EFGH",
   DISCORD_ALLOWED_GUILDS: "1200000000000000001",
@@ -109,6 +115,12 @@ describe("loadConfig", () => {
       shutdownGraceMs: 30_000,
       inboxHoldMs: 45_000,
       turnsPerUserHour: 30,
+      budgets: [
+        { scope: "user", period: "day", limitUsd: 5 },
+        { scope: "channel", period: "day", limitUsd: 20.5 },
+        { scope: "workspace", period: "month", limitUsd: 300 },
+      ],
+      confirmAboveUsd: 1.25,
       access: {
         slack: { teams: ["T0123ABCD"], channels: ["C0123ABCD", "G0456EFGH"] },
         discord: {
@@ -223,6 +235,21 @@ describe("loadConfig", () => {
     it("accepts 1 and 64", () => {
       expect(loadConfig({ WORKER_CONCURRENCY: "1" }).workerConcurrency).toBe(1);
       expect(loadConfig({ WORKER_CONCURRENCY: "64" }).workerConcurrency).toBe(64);
+    });
+  });
+
+  describe("budgets and CONFIRM_ABOVE_USD", () => {
+    it.each(["-1", "five", "$5", "1,50", "0x10", "1e3", "2.123456"])("rejects %s", (value) => {
+      expect(problems(configError({ BUDGET_USER_DAILY_USD: value, CONFIRM_ABOVE_USD: value }))).toEqual([
+        "BUDGET_USER_DAILY_USD must be an amount in US dollars, like 5 or 12.50 (leave it unset for no cap)",
+        "CONFIRM_ABOVE_USD must be an amount in US dollars, like 5 or 12.50 (0 asks before every image; the default is 0.50)",
+      ]);
+    });
+
+    it("takes 0 as a cap of nothing and as asking before every image", () => {
+      const config = loadConfig({ BUDGET_WORKSPACE_MONTHLY_USD: "0", CONFIRM_ABOVE_USD: "0" });
+      expect(config.budgets).toEqual([{ scope: "workspace", period: "month", limitUsd: 0 }]);
+      expect(config.confirmAboveUsd).toBe(0);
     });
   });
 

@@ -337,10 +337,17 @@ describe("turn lifecycle", () => {
     expect(await store.startTurn(randomUUID())).toBeNull();
   });
 
-  test("completeTurn stores images, usage and cost, and moves the head", async () => {
+  test("completeTurn stores images, usage and cost (its ledger rows' sum), and moves the head", async () => {
     const key = threadKey();
     const turn = await record(key);
     await store.startTurn(turn.id);
+    const call = { turnId: turn.id, endpoint: "responses", retry: 0, estimateUsd: 0.5 };
+    await store.openCall({ ...call, clientRequestId: `c-${turn.id}` });
+    await store.settleCall(`c-${turn.id}`, {
+      status: "billed",
+      requestId: "req_123",
+      usage: [usageEntry("gpt-5.5", 0.1), usageEntry("gpt-image-2", 0.2)],
+    });
     const { turn: done, images } = await store.completeTurn(
       turn.id,
       outcome(

@@ -3,7 +3,8 @@ import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { PostgresConversationStore } from "../src/store/conversation-store.ts";
 import { openDatabase } from "../src/store/database.ts";
-import { type FakeOpenAI, startFakeOpenAI } from "./fakes/openai-server.ts";
+import { type FakeOpenAI, type RecordedRequest, startFakeOpenAI } from "./fakes/openai-server.ts";
+import { fakeCharge, roundUsd } from "./support/billing.ts";
 import { startBot } from "./support/bot-process.ts";
 import { createTestDataDir, type TestDataDir } from "./support/database.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -40,6 +41,9 @@ it("completes a turn exactly once after kill -9 mid-turn", { timeout: 120_000 },
   first.child.kill("SIGKILL");
   expect((await first.exited).signal).toBe("SIGKILL");
   expect(first.stdout()).not.toMatch(/✔/);
+  // OpenAI finishes (and bills) the drawing whose client died.
+  fake.finishWaiting();
+  await waitUntil(() => (fake.requests[0]?.bills.length ?? 0) > 0, "the first call billed", 10_000);
 
   fake.setLatency(0);
   const second = startBot(env);
@@ -66,6 +70,22 @@ it("completes a turn exactly once after kill -9 mid-turn", { timeout: 120_000 },
     expect(turn?.deliveredAt).toBeInstanceOf(Date);
     expect(history?.images).toHaveLength(1);
     expect(history?.thread.headImageId).toBe(history?.images[0]?.id);
+
+    // The ledger has both calls, matched to the fake's by X-Client-Request-Id: the one cut off by the kill is
+    // charged at the turn's estimate (its outcome never came back), the second at what the fake billed.
+    const rows = await store.ledgerEntries(turn?.id ?? "");
+    const sent = fake.requests.map((r) => r.headers["x-client-request-id"]);
+    expect(rows.map((r) => r.clientRequestId)).toEqual(sent);
+    expect(rows.map((r) => [r.status, r.requestId])).toEqual([
+      ["unknown", null],
+      ["billed", fake.requests[1]?.requestId],
+    ]);
+    expect(rows[0]?.costUsd).toBe(turn?.estimateUsd);
+    expect(fake.requests.every((r) => r.bills.length > 0)).toBe(true);
+    const billed = fakeCharge(fake.requests[1] as RecordedRequest);
+    expect(billed).toBeGreaterThan(0);
+    expect(rows[1]?.costUsd).toBe(billed);
+    expect(turn?.costUsd).toBe(roundUsd((turn?.estimateUsd ?? 0) + billed));
   } finally {
     await database.close();
   }

@@ -5,6 +5,7 @@ import { safetyIdentifier } from "../src/engine/engine.ts";
 import { AppError } from "../src/errors.ts";
 import { parseImagineText } from "../src/request/flags.ts";
 import { makePng } from "./fakes/images.ts";
+import { fakeCharge } from "./support/billing.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 
 /**
@@ -304,6 +305,59 @@ describe("provider errors", () => {
     const next = await edit(thread, "add a rainbow");
     expect(next.turn.status).toBe("succeeded");
     expect(next.images[0]?.parentId).toBe(v1?.id);
+  });
+});
+
+describe("the ledger is the bill", () => {
+  /** The turn's ledger rows beside the fake's record of each request, matched by X-Client-Request-Id. */
+  async function ledgerBesideFake(turnId: string) {
+    const rows = await h.store.ledgerEntries(turnId);
+    return rows.map((row) => {
+      const request = h.fake.requests.find((r) => r.headers["x-client-request-id"] === row.clientRequestId);
+      return {
+        status: row.status,
+        fakeStatus: request?.status,
+        sameRequestId: row.requestId === request?.requestId,
+        cost: row.costUsd,
+        fakeBilled: request ? fakeCharge(request) : null,
+      };
+    });
+  }
+
+  it("every attempt, the SDK's and the queue's retries included, is a row; the turn costs their sum", async () => {
+    h.fake.failNext({ status: 500 }, { status: 500 }, { status: 500 });
+    const done = await generate(newThread());
+    expect(done.turn).toMatchObject({ status: "succeeded", attempts: 2 });
+    const rows = await ledgerBesideFake(done.turn.id);
+    expect(rows).toEqual([
+      { status: "not_billed", fakeStatus: 500, sameRequestId: true, cost: 0, fakeBilled: 0 },
+      { status: "not_billed", fakeStatus: 500, sameRequestId: true, cost: 0, fakeBilled: 0 },
+      { status: "not_billed", fakeStatus: 500, sameRequestId: true, cost: 0, fakeBilled: 0 },
+      {
+        status: "billed",
+        fakeStatus: 200,
+        sameRequestId: true,
+        cost: expect.any(Number),
+        fakeBilled: expect.any(Number),
+      },
+    ]);
+    expect(rows[3]?.cost).toBe(rows[3]?.fakeBilled);
+    expect(h.fake.requests).toHaveLength(4);
+    expect(done.turn.costUsd).toBe(rows[3]?.cost);
+    // Charged to the person who asked; the estimate was at least what was billed.
+    const [row] = await h.store.ledgerEntries(done.turn.id);
+    expect(row).toMatchObject({ platform: "console", userId: "U1", estimateUsd: done.turn.estimateUsd });
+    expect(done.turn.estimateUsd).toBeGreaterThanOrEqual(done.turn.costUsd ?? 0);
+  });
+
+  it("a moderation block is one row billed nothing, like the fake", async () => {
+    h.fake.failNext({ moderation: true });
+    const done = await generate(newThread());
+    expect(done.turn.status).toBe("failed");
+    expect(await ledgerBesideFake(done.turn.id)).toEqual([
+      { status: "not_billed", fakeStatus: 400, sameRequestId: true, cost: 0, fakeBilled: 0 },
+    ]);
+    expect(done.turn.costUsd).toBe(0);
   });
 });
 

@@ -21,6 +21,8 @@ const thread: Thread = {
   headImageId: "img-2",
   title: "a fox",
   createdBy: "U1",
+  workspaceId: "T1",
+  channelId: "C1",
   meta: {},
   createdAt: new Date(0),
   updatedAt: new Date(0),

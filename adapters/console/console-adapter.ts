@@ -153,6 +153,8 @@ export class ConsoleAdapter {
       userId,
       targetImageId: request.targetImageId ?? null,
       newThread: { title: prompt.slice(0, 80) },
+      // The terminal is one workspace and one channel: budgets count its spend there.
+      place: { workspaceId: "console", channelId: "console" },
     });
     this.#current = threadKey;
     const what = request.kind === "generate" ? `new thread ${threadKey}` : `turn ${turn.seq}`;

@@ -342,6 +342,7 @@ export class DiscordInbound {
       idempotencyKey: key,
       referenceImages: references,
       newThread: { title: command.prompt.slice(0, 200), meta: { ...meta } },
+      place: { workspaceId: command.guildId, channelId: command.channelId },
     });
     if (command.replyMessageId)
       await this.#engine.updateThreadMeta(turn.threadKey, { replyMessageId: command.replyMessageId });

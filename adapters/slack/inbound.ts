@@ -299,6 +299,7 @@ export class SlackInbound {
       params,
       userId: command.user,
       idempotencyKey: key,
+      place: { workspaceId: command.team, channelId: command.channel },
       newThread: {
         title: prompt.slice(0, 200),
         meta: { team: command.team, channel: command.channel, rootIsOurs: true, rootPosting: true },
@@ -337,6 +338,7 @@ export class SlackInbound {
       idempotencyKey: key,
       referenceImages,
       newThread: request.newThread,
+      place: { workspaceId: request.team, channelId: request.channel },
     });
   }
 

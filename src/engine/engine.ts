@@ -13,12 +13,15 @@ import {
   type Thread,
   type ThreadKey,
   type Turn,
+  type TurnKind,
   type UsageEntry,
 } from "../domain.ts";
 import { AppError, asAppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type {
   BlobStore,
+  BudgetCap,
+  CallLedger,
   ConversationEngine,
   ConversationStore,
   FinishedEvent,
@@ -37,6 +40,7 @@ import type {
   TurnOutcome,
   TurnQueue,
 } from "../ports.ts";
+import { estimateTurnUsd } from "../provider/pricing.ts";
 import { checkParams, checkPrompt } from "../request/checks.ts";
 import { detectFormat, imageSize } from "./image-checks.ts";
 
@@ -62,6 +66,26 @@ export interface EngineOptions {
   turnsPerUserHour?: number | null;
   /** People no limit applies to (`ADMIN_USERS`). */
   unlimited?: (platform: Platform, userId: string) => boolean;
+  /** Spend caps every drawing turn is reserved against (`BUDGET_*`); none by default. */
+  budgets?: readonly BudgetCap[];
+  /** The models the provider calls, to estimate what a turn will cost. */
+  models?: { image: string; think: string };
+}
+
+/** The turns that call the provider: what costs money, and what limits and budgets count. */
+const DRAWING_KINDS: readonly TurnKind[] = ["generate", "edit", "variation"];
+
+type ImageSize = { width: number; height: number };
+
+/** A valid intent, ready to record: its prompt and parameters, and the sizes of the images it will send. */
+interface Prepared {
+  prompt: string;
+  params: ImageParams;
+  inputs: ImageSize[];
+}
+
+function sizeOf(image: ImageRecord | null): ImageSize[] {
+  return image ? [{ width: image.width, height: image.height }] : [];
 }
 
 const GAVE_UP_MESSAGE = "This request could not be finished after many tries, so it was given up. Try again.";
@@ -116,6 +140,8 @@ export class Engine implements ConversationEngine {
       lateDeliveryRetryMs: 5 * 60_000,
       turnsPerUserHour: null,
       unlimited: () => false,
+      budgets: [],
+      models: { image: "gpt-image-2", think: "gpt-5.5" },
       ...deps.options,
     };
     this.#providerSlots = pLimit(this.#options.providerConcurrency);
@@ -134,6 +160,15 @@ export class Engine implements ConversationEngine {
     const thread = await this.#store.getThread(intent.threadKey);
     const prepared = await this.#prepare(intent, thread);
     const references = await this.#storeReferences(intent.referenceImages ?? []);
+    const estimateUsd = DRAWING_KINDS.includes(intent.kind)
+      ? estimateTurnUsd({
+          params: prepared.params,
+          promptChars: prepared.prompt.length,
+          inputs: [...prepared.inputs, ...references.sizes],
+          imageModel: this.#options.models.image,
+          thinkModel: this.#options.models.think,
+        })
+      : 0;
 
     const { turn, created } = await this.#store.recordTurn(
       {
@@ -145,12 +180,14 @@ export class Engine implements ConversationEngine {
         sourceMessageId: intent.sourceMessageId ?? null,
         idempotencyKey: intent.idempotencyKey ?? null,
         targetImageId: intent.targetImageId ?? null,
-        referenceImages: references,
+        referenceImages: references.refs,
         newThread: {
           title: intent.newThread?.title ?? prepared.prompt.slice(0, 200),
           meta: intent.newThread?.meta ?? {},
         },
-        ...this.#hourlyLimit(intent),
+        ...(intent.place ? { place: intent.place } : {}),
+        estimateUsd,
+        ...this.#limits(intent),
       },
       (recorded, tx) => this.#queue.enqueue({ turnId: recorded.id, threadKey: recorded.threadKey }, tx),
     );
@@ -165,16 +202,16 @@ export class Engine implements ConversationEngine {
     return { turn, created, position };
   }
 
-  /** Validates the intent against the thread as it is now; throws AppError and writes nothing when invalid. */
-  /** The hourly limit this intent is recorded under, if any: drawing turns of people who are not admins. */
-  #hourlyLimit(intent: Intent): { hourlyLimit?: number } {
-    const limit = this.#options.turnsPerUserHour;
-    if (!limit || !["generate", "edit", "variation"].includes(intent.kind)) return {};
+  /** The limits this intent is recorded under: for drawing turns of people who are not admins. */
+  #limits(intent: Intent): { hourlyLimit?: number; budgets?: readonly BudgetCap[] } {
+    if (!DRAWING_KINDS.includes(intent.kind)) return {};
     if (this.#options.unlimited(platformOf(intent.threadKey), intent.userId)) return {};
-    return { hourlyLimit: limit };
+    const limit = this.#options.turnsPerUserHour;
+    return { ...(limit ? { hourlyLimit: limit } : {}), budgets: this.#options.budgets };
   }
 
-  async #prepare(intent: Intent, thread: Thread | null): Promise<{ prompt: string; params: ImageParams }> {
+  /** Validates the intent against the thread as it is now; throws AppError and writes nothing when invalid. */
+  async #prepare(intent: Intent, thread: Thread | null): Promise<Prepared> {
     const flags = intent.params ?? {};
     const needsThread = intent.kind !== "generate";
     if (needsThread && !thread) {
@@ -189,6 +226,7 @@ export class Engine implements ConversationEngine {
         return {
           prompt: checkPrompt(intent.prompt ?? ""),
           params: checkParams({ ...DEFAULT_PARAMS, ...flags }),
+          inputs: [],
         };
       case "edit": {
         const prompt = checkPrompt(intent.prompt ?? "");
@@ -197,14 +235,18 @@ export class Engine implements ConversationEngine {
         // that image does not exist yet, the newest pending turn of the thread is the one that will make it.
         const inherited = base ? await this.#paramsOf(base) : await this.#pendingParams(intent.threadKey);
         const params = checkParams({ ...inherited, n: 1, think: false, ...flags });
-        return { prompt, params };
+        return { prompt, params, inputs: sizeOf(base) };
       }
       case "variation": {
         const base = await this.#baseForNewTurn(intent, thread);
         const origin = base ? await this.#store.getTurn(base.turnId) : null;
         const prompt = intent.prompt?.trim() ? checkPrompt(intent.prompt) : (origin?.prompt ?? "");
         const inherited = origin?.params ?? DEFAULT_PARAMS;
-        return { prompt, params: checkParams({ ...inherited, think: false, ...flags }) };
+        return {
+          prompt,
+          params: checkParams({ ...inherited, think: false, ...flags }),
+          inputs: sizeOf(base),
+        };
       }
       case "undo":
       case "select":
@@ -213,7 +255,7 @@ export class Engine implements ConversationEngine {
             userMessage: "Pick an image first.",
           });
         }
-        return { prompt: "", params: { ...DEFAULT_PARAMS } };
+        return { prompt: "", params: { ...DEFAULT_PARAMS }, inputs: [] };
     }
   }
 
@@ -254,7 +296,7 @@ export class Engine implements ConversationEngine {
     return image;
   }
 
-  async #storeReferences(images: readonly ImageInput[]): Promise<BlobRef[]> {
+  async #storeReferences(images: readonly ImageInput[]): Promise<{ refs: BlobRef[]; sizes: ImageSize[] }> {
     if (images.length > this.#options.maxReferenceImages) {
       throw new AppError("unsupported_attachment", `${images.length} reference images`, {
         userMessage: `Attach at most ${this.#options.maxReferenceImages} reference images.`,
@@ -269,11 +311,13 @@ export class Engine implements ConversationEngine {
       });
     }
     const refs: BlobRef[] = [];
+    const sizes: ImageSize[] = [];
     for (const image of images) {
       const format = await detectFormat(image.bytes);
+      sizes.push(await imageSize(image.bytes));
       refs.push({ sha256: await this.#blobs.put(image.bytes), format });
     }
-    return refs;
+    return { refs, sizes };
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -398,6 +442,7 @@ export class Engine implements ConversationEngine {
     const onPartialImage = (partial: { index: number; bytes: Buffer; format: OutputFormat }) =>
       this.#progress({ type: "partial", turn, partial });
     const asker = safetyIdentifier(platformOf(turn.threadKey), turn.userId);
+    const ledger = this.#ledgerFor(turn);
 
     switch (turn.kind) {
       case "generate": {
@@ -410,6 +455,7 @@ export class Engine implements ConversationEngine {
             params: turn.params,
             onPartialImage,
             safetyIdentifier: asker,
+            ledger,
           };
           return references.length > 0
             ? this.#provider.edit({ ...request, images: references }, signal)
@@ -433,7 +479,7 @@ export class Engine implements ConversationEngine {
           ];
           const prompt = turn.kind === "edit" ? turn.prompt : await this.#variationPrompt(turn, base);
           return this.#provider.edit(
-            { prompt, params: turn.params, images, onPartialImage, safetyIdentifier: asker },
+            { prompt, params: turn.params, images, onPartialImage, safetyIdentifier: asker, ledger },
             signal,
           );
         });
@@ -453,6 +499,17 @@ export class Engine implements ConversationEngine {
         return noImages({ imageId: target.id }, thread.headImageId);
       }
     }
+  }
+
+  /** The turn's side of the bill: every request the provider sends for it is a ledger row charged to it. */
+  #ledgerFor(turn: Turn): CallLedger {
+    // A think turn sends one request per image: one that never answered may cost its share of the estimate.
+    const share = turn.params.think ? turn.estimateUsd / turn.params.n : turn.estimateUsd;
+    const estimateUsd = Math.ceil(share * 1e6) / 1e6;
+    return {
+      open: (request) => this.#store.openCall({ ...request, turnId: turn.id, estimateUsd }),
+      settle: (clientRequestId, outcome) => this.#store.settleCall(clientRequestId, outcome),
+    };
   }
 
   /** A variation asked for before its image existed has no prompt of its own yet: take the image's. */

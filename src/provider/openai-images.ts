@@ -11,6 +11,7 @@ import type {
   PartialImage,
   ProviderImage,
 } from "../ports.ts";
+import { CallTracker } from "./call-ledger.ts";
 import { asUpload, decodeImage } from "./image-encoding.ts";
 import { isAbort, toAppError } from "./openai-errors.ts";
 import { type ThinkContext, thinkImages } from "./openai-think.ts";
@@ -37,6 +38,8 @@ const DEFAULT_TIMEOUT_MS = 4 * 60_000;
 
 export interface OpenAIImageProviderOptions {
   client: OpenAI;
+  /** What sends the client's requests underneath the ledger (the global `fetch` by default). */
+  fetch?: typeof globalThis.fetch;
   imageModel: string;
   thinkModel: string;
   logger?: Logger;
@@ -49,9 +52,14 @@ export class OpenAIImageProvider implements ImageProvider {
   readonly #logger: Logger | undefined;
   readonly #unpricedWarned = new Set<string>();
   readonly #thinkContext: ThinkContext;
+  readonly #tracker: CallTracker;
 
   constructor(options: OpenAIImageProviderOptions) {
-    this.#client = options.client;
+    this.#tracker = new CallTracker(options.logger);
+    // The same client, with every HTTP request it sends (retries included) going through the ledger.
+    this.#client = options.client.withOptions({
+      fetch: this.#tracker.wrap(options.fetch ?? globalThis.fetch),
+    });
     this.#imageModel = options.imageModel;
     this.#thinkModel = options.thinkModel;
     this.#logger = options.logger;
@@ -60,6 +68,7 @@ export class OpenAIImageProvider implements ImageProvider {
       imageModel: this.#imageModel,
       thinkModel: this.#thinkModel,
       partialImages: PARTIAL_IMAGES,
+      tracker: this.#tracker,
       reportPartial: (request, partial) => this.#reportPartial(request, partial),
       entry: (model, counts) => this.#entry(model, counts),
     };
@@ -145,31 +154,43 @@ export class OpenAIImageProvider implements ImageProvider {
       ...(request.safetyIdentifier ? { safety_identifier: request.safetyIdentifier } : {}),
     };
     const streaming = request.onPartialImage !== undefined;
-    const options = { signal };
-
-    if (edit) {
-      // Order matters: the image being edited first (the mask applies to it), then the reference images.
-      const image = await Promise.all(edit.images.map((input, i) => asUpload(input, `image-${i}`)));
-      const mask = edit.mask ? { mask: await asUpload(edit.mask, "mask") } : {};
-      if (streaming) {
+    const tracked = this.#tracker.begin(request.ledger, edit ? "images.edit" : "images.generate");
+    const options = { signal, headers: tracked.headers };
+    const streamed: ImageTokenUsage[] = [];
+    try {
+      let result: ImageResult;
+      if (edit) {
+        // Order matters: the image being edited first (the mask applies to it), then the reference images.
+        const image = await Promise.all(edit.images.map((input, i) => asUpload(input, `image-${i}`)));
+        const mask = edit.mask ? { mask: await asUpload(edit.mask, "mask") } : {};
+        if (streaming) {
+          const { data, request_id } = await this.#client.images
+            .edit({ ...body, image, ...mask, stream: true, partial_images: PARTIAL_IMAGES }, options)
+            .withResponse();
+          result = await this.#collectImageStream(data, request, request_id, signal, streamed);
+        } else {
+          const { data, request_id } = await this.#client.images
+            .edit({ ...body, image, ...mask }, options)
+            .withResponse();
+          result = this.#fromImagesResponse(data, request, request_id);
+        }
+      } else if (streaming) {
         const { data, request_id } = await this.#client.images
-          .edit({ ...body, image, ...mask, stream: true, partial_images: PARTIAL_IMAGES }, options)
+          .generate({ ...body, stream: true, partial_images: PARTIAL_IMAGES }, options)
           .withResponse();
-        return this.#collectImageStream(data, request, request_id, signal);
+        result = await this.#collectImageStream(data, request, request_id, signal, streamed);
+      } else {
+        const { data, request_id } = await this.#client.images.generate(body, options).withResponse();
+        result = this.#fromImagesResponse(data, request, request_id);
       }
-      const { data, request_id } = await this.#client.images
-        .edit({ ...body, image, ...mask }, options)
-        .withResponse();
-      return this.#fromImagesResponse(data, request, request_id);
+      await tracked.answered(result.usage);
+      return result;
+    } catch (error) {
+      // A stream that broke after some images were completed was billed for those.
+      const billed = streamed.length > 0 ? [this.#entry(this.#imageModel, imageUsageCounts(streamed))] : [];
+      await tracked.failed(error, billed);
+      throw error;
     }
-    if (streaming) {
-      const { data, request_id } = await this.#client.images
-        .generate({ ...body, stream: true, partial_images: PARTIAL_IMAGES }, options)
-        .withResponse();
-      return this.#collectImageStream(data, request, request_id, signal);
-    }
-    const { data, request_id } = await this.#client.images.generate(body, options).withResponse();
-    return this.#fromImagesResponse(data, request, request_id);
   }
 
   #fromImagesResponse(
@@ -192,9 +213,9 @@ export class OpenAIImageProvider implements ImageProvider {
     request: ImageRequest,
     requestId: string | null,
     signal: AbortSignal | undefined,
+    usages: ImageTokenUsage[],
   ): Promise<ImageResult> {
     const images: ProviderImage[] = [];
-    const usages: ImageTokenUsage[] = [];
     let partials = 0;
     for await (const event of events) {
       if (event.type === "image_generation.partial_image" || event.type === "image_edit.partial_image") {

@@ -8,6 +8,7 @@ import type {
 import type { OutputFormat } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import type { EditRequest, ImageRequest, ImageResult, PartialImage, ProviderImage } from "../ports.ts";
+import type { CallTracker } from "./call-ledger.ts";
 import { dataUrl, decodeImage } from "./image-encoding.ts";
 import { errorFromInfo } from "./openai-errors.ts";
 import {
@@ -29,6 +30,7 @@ export interface ThinkContext {
   imageModel: string;
   thinkModel: string;
   partialImages: number;
+  tracker: CallTracker;
   reportPartial(request: ImageRequest, partial: PartialImage): void;
   entry(model: string, counts: UsageCounts): PricedUsageEntry;
 }
@@ -141,14 +143,38 @@ async function respond(
   partials: { next: number },
 ): Promise<CallResult> {
   const { params } = request;
+  const tracked = ctx.tracker.begin(request.ledger, "responses");
+  let answer: { response: OpenAIResponse; requestId: string | null };
+  try {
+    answer = await answerOf(ctx, request, body, signal, partials, tracked.headers);
+  } catch (error) {
+    await tracked.failed(error);
+    throw error;
+  }
+  // A response bills its tokens whatever it says, a refusal or a moderation failure included.
+  await tracked.answered(usageEntries(ctx, answer.response));
+  const { response, requestId } = answer;
+  return { ...imageFromResponse(response, requestId, params.format), requestId, response };
+}
+
+/** One Responses call, streamed (partials reported as they come) or not, to its final response object. */
+async function answerOf(
+  ctx: ThinkContext,
+  request: ImageRequest,
+  body: ResponseCreateParamsBase,
+  signal: AbortSignal,
+  partials: { next: number },
+  headers: Record<string, string>,
+): Promise<{ response: OpenAIResponse; requestId: string | null }> {
+  const { params } = request;
   if (request.onPartialImage === undefined) {
     const { data, request_id } = await ctx.client.responses
-      .create({ ...body, stream: false }, { signal })
+      .create({ ...body, stream: false }, { signal, headers })
       .withResponse();
-    return { ...imageFromResponse(data, request_id, params.format), requestId: request_id, response: data };
+    return { response: data, requestId: request_id };
   }
   const { data: events, request_id } = await ctx.client.responses
-    .create({ ...body, stream: true }, { signal })
+    .create({ ...body, stream: true }, { signal, headers })
     .withResponse();
   let response: OpenAIResponse | undefined;
   for await (const event of events) {
@@ -175,7 +201,16 @@ async function respond(
       },
     );
   }
-  return { ...imageFromResponse(response, request_id, params.format), requestId: request_id, response };
+  return { response, requestId: request_id };
+}
+
+/** One response's own tokens: the reasoning model's, and the image model's (`tool_usage.image_gen`). */
+function usageEntries(ctx: ThinkContext, response: OpenAIResponse) {
+  const imageGen = response.tool_usage?.image_gen;
+  return [
+    ...(response.usage ? [ctx.entry(ctx.thinkModel, reasoningUsageCounts(response.usage))] : []),
+    ...(imageGen ? [ctx.entry(ctx.imageModel, imageUsageCounts([imageGen]))] : []),
+  ];
 }
 
 /** The image of a finished Responses call, or the AppError that says why there is none. */

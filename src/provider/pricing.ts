@@ -1,4 +1,4 @@
-import type { UsageEntry } from "../domain.ts";
+import type { ImageParams, UsageEntry } from "../domain.ts";
 
 /**
  * Per-token prices, to estimate what a turn cost. Estimates only: OpenAI's invoice is the truth. Cached-input
@@ -27,6 +27,13 @@ export interface ModelPrice {
 }
 
 const PER_MILLION = 1_000_000;
+
+/**
+ * The price table in force, named by the day it was checked. Every ledger row keeps the version it was priced
+ * with; when prices change, add the new table under a new version and point `PRICE_VERSION` at it — rows already
+ * written keep their cost.
+ */
+export const PRICE_VERSION = "2026-11-28";
 
 export const PRICES: Readonly<Record<string, ModelPrice>> = {
   "gpt-image-2": { textInput: 5, imageInput: 8, imageOutput: 30, textOutput: 10 },
@@ -62,6 +69,64 @@ export function estimateCost(model: string, usage: TokenCounts): { costUsd: numb
     outputText * price.textOutput;
   // Round to a millionth of a dollar so sums stored in the database don't drift with float noise.
   return { costUsd: Math.round(micros) / PER_MILLION, priced: true };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What a turn will cost, before it runs
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Image output tokens per image at 1024x1024 by quality, as OpenAI published them for its GPT image models
+ * (gpt-image-1: 272 / 1056 / 4160), scaled by pixel count for other sizes. `auto` is counted as `medium`, and
+ * `auto` size as 1024x1536, the largest of the standard sizes.
+ */
+const OUTPUT_TOKENS_1024: Record<ImageParams["quality"], number> = {
+  low: 272,
+  medium: 1056,
+  high: 4160,
+  auto: 1056,
+};
+/** A "think" call's planner: generous for the reasoning it does before calling the image tool. */
+const PLANNER_TOKENS = { input: 2_000, output: 2_000 };
+
+export interface TurnEstimateInput {
+  params: ImageParams;
+  promptChars: number;
+  /** The images sent with the call (the image edited, references), by their pixel size. */
+  inputs: readonly { width: number; height: number }[];
+  imageModel: string;
+  thinkModel: string;
+}
+
+/**
+ * What a turn is expected to cost at today's prices: the basis of budget reservations and of "Draw it for about
+ * $X?". Errs high where it must guess (unknown tokens of `auto`, the planner's reasoning); a model without a
+ * known price is estimated as gpt-image-2, so no turn is ever free to a budget.
+ */
+export function estimateTurnUsd(input: TurnEstimateInput): number {
+  const { params } = input;
+  const [width, height] = params.size === "auto" ? [1024, 1536] : params.size.split("x").map(Number);
+  const perImage = Math.ceil(
+    (OUTPUT_TOKENS_1024[params.quality] * (width ?? 1024) * (height ?? 1024)) / (1024 * 1024),
+  );
+  const imageIn = input.inputs.reduce(
+    (sum, i) => sum + 85 + 170 * Math.ceil(i.width / 512) * Math.ceil(i.height / 512),
+    0,
+  );
+  const textIn = Math.ceil(input.promptChars / 4) + 50;
+  const image = priceOf(input.imageModel) ?? (PRICES["gpt-image-2"] as ModelPrice);
+  // Each think image is its own planner call with the inputs; plain calls send the inputs once for all n.
+  const calls = params.think ? params.n : 1;
+  let micros =
+    calls * (textIn * image.textInput + imageIn * image.imageInput) + params.n * perImage * image.imageOutput;
+  if (params.think) {
+    const planner = priceOf(input.thinkModel) ?? (PRICES["gpt-5.5"] as ModelPrice);
+    micros +=
+      params.n *
+      ((PLANNER_TOKENS.input + textIn + imageIn) * planner.textInput +
+        PLANNER_TOKENS.output * planner.textOutput);
+  }
+  return Math.ceil(micros) / PER_MILLION;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ import {
 } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import type {
+  CallOutcome,
   ConversationStore,
+  LedgerEntry,
   NewTurn,
   SavedProviderResult,
+  SpendQuery,
+  SpendReport,
   SqlExecutor,
   StoreStats,
   ThreadHistory,
@@ -20,9 +24,11 @@ import type {
   TurnOutcome,
 } from "../ports.ts";
 import { type Db, sqlExecutor, type Tx } from "./database.ts";
+import { budgetSql, LedgerQueries } from "./ledger-store.ts";
 import {
   type ImageRow,
   images,
+  ledger,
   providerResults,
   type ThreadRow,
   type TurnRow,
@@ -46,9 +52,11 @@ const IDEMPOTENCY_CONSTRAINT = "turns_idempotency_key_unique";
  */
 export class PostgresConversationStore implements ConversationStore {
   readonly #db: Db;
+  readonly #ledger: LedgerQueries;
 
   constructor(db: Db) {
     this.#db = db;
+    this.#ledger = new LedgerQueries(db);
   }
 
   async recordTurn(
@@ -68,16 +76,24 @@ export class PostgresConversationStore implements ConversationStore {
         }
         if (input.hourlyLimit !== undefined)
           await checkHourlyLimit(tx, platform, input.userId, input.hourlyLimit);
-        await tx
+        const [thread] = await tx
           .insert(threads)
           .values({
             key: input.threadKey,
             platform,
             title: input.newThread?.title ?? "",
             createdBy: input.userId,
+            workspaceId: input.place?.workspaceId ?? null,
+            channelId: input.place?.channelId ?? null,
             meta: input.newThread?.meta ?? {},
           })
-          .onConflictDoUpdate({ target: threads.key, set: { updatedAt: sql`now()` } });
+          .onConflictDoUpdate({ target: threads.key, set: { updatedAt: sql`now()` } })
+          .returning({ workspaceId: threads.workspaceId, channelId: threads.channelId });
+        const estimateUsd = input.estimateUsd ?? 0;
+        if (input.budgets?.length) {
+          const payer = { platform, userId: input.userId, ...required(thread, "thread") };
+          await budgetSql.checkBudgets(tx, payer, estimateUsd, input.budgets);
+        }
         const [next] = await tx
           .select({ seq: sql<number>`coalesce(max(${turns.seq}), 0)::int + 1`.mapWith(Number) })
           .from(turns)
@@ -96,6 +112,8 @@ export class PostgresConversationStore implements ConversationStore {
             idempotencyKey,
             targetImageId: input.targetImageId ?? null,
             referenceImages: input.referenceImages ?? [],
+            estimateUsd,
+            reservedUsd: estimateUsd,
           })
           .returning();
         const turn = toTurn(required(row, "inserted turn"));
@@ -183,8 +201,8 @@ export class PostgresConversationStore implements ConversationStore {
     };
     for (const row of byStatus) turnsByStatus[row.status as TurnStatus] = Number(row.count);
     const [spend] = await this.#db
-      .select({ total: sql<string>`coalesce(sum(${usage.costUsd}), 0)::text` })
-      .from(usage);
+      .select({ total: sql<string>`coalesce(sum(${ledger.costUsd}), 0)::text` })
+      .from(ledger);
     const lateDeliveries = await this.#db.$count(
       turns,
       and(isNotNull(turns.deliveryLateAt), isNull(turns.deliveredAt)),
@@ -205,6 +223,8 @@ export class PostgresConversationStore implements ConversationStore {
   }
 
   async startTurn(id: string): Promise<Turn | null> {
+    // A request an earlier attempt left pending (the process died mid-call) may have been billed.
+    await budgetSql.settleAbandonedCalls(this.#db, id);
     // `running` is allowed too: a job that crashed mid-run starts again, and counts another attempt.
     const [row] = await this.#db
       .update(turns)
@@ -271,8 +291,8 @@ export class PostgresConversationStore implements ConversationStore {
           finishedAt: sql`now()`,
           providerRequestId: outcome.providerRequestId,
           baseImageId: outcome.baseImageId,
-          // Summed as numeric in SQL, so many small float costs do not drift.
-          costUsd: sql`(select coalesce(sum(${usage.costUsd}), 0) from ${usage} where ${usage.turnId} = ${id})`,
+          // The sum of its ledger rows, as numeric in SQL, so many small float costs do not drift.
+          ...(await budgetSql.settleTurn(tx, id)),
           errorCode: null,
           errorMessage: null,
         })
@@ -295,7 +315,13 @@ export class PostgresConversationStore implements ConversationStore {
     return this.#db.transaction(async (tx) => {
       const [row] = await tx
         .update(turns)
-        .set({ status, errorCode: code, errorMessage: message, finishedAt: sql`now()` })
+        .set({
+          status,
+          errorCode: code,
+          errorMessage: message,
+          finishedAt: sql`now()`,
+          ...(await budgetSql.settleTurn(tx, id)),
+        })
         .where(and(eq(turns.id, id), inArray(turns.status, UNFINISHED)))
         .returning();
       if (row) {
@@ -425,6 +451,22 @@ export class PostgresConversationStore implements ConversationStore {
     );
   }
 
+  openCall(call: Parameters<LedgerQueries["openCall"]>[0]): Promise<void> {
+    return this.#ledger.openCall(call);
+  }
+
+  settleCall(clientRequestId: string, outcome: CallOutcome): Promise<void> {
+    return this.#ledger.settleCall(clientRequestId, outcome);
+  }
+
+  ledgerEntries(turnId: string): Promise<LedgerEntry[]> {
+    return this.#ledger.ledgerEntries(turnId);
+  }
+
+  spendReport(query: SpendQuery): Promise<SpendReport> {
+    return this.#ledger.spendReport(query);
+  }
+
   async unfinishedTurns(limit: number, threadKey?: ThreadKey): Promise<Turn[]> {
     const rows = await this.#db
       .select()
@@ -543,6 +585,8 @@ function toThread(row: ThreadRow): Thread {
     headImageId: row.headImageId,
     title: row.title,
     createdBy: row.createdBy,
+    workspaceId: row.workspaceId,
+    channelId: row.channelId,
     meta: row.meta,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
@@ -569,6 +613,7 @@ function toTurn(row: TurnRow): Turn {
     errorMessage: row.errorMessage,
     attempts: row.attempts,
     costUsd: row.costUsd,
+    estimateUsd: row.estimateUsd,
     createdAt: row.createdAt,
     startedAt: row.startedAt,
     finishedAt: row.finishedAt,

@@ -17,6 +17,7 @@ import {
 import {
   type BlobRef,
   type ImageParams,
+  type LedgerStatus,
   type OutputFormat,
   PLATFORMS,
   type Platform,
@@ -47,6 +48,7 @@ function sqlList(values: readonly string[]) {
 const TURN_KINDS: readonly TurnKind[] = ["generate", "edit", "variation", "undo", "select"];
 const TURN_STATUSES: readonly TurnStatus[] = ["queued", "running", "succeeded", "failed", "canceled"];
 const FORMATS: readonly OutputFormat[] = ["png", "jpeg", "webp"];
+const LEDGER_STATUSES: readonly LedgerStatus[] = ["pending", "billed", "not_billed", "unknown"];
 const TURN_MESSAGE_ROLES: readonly TurnMessageRole[] = ["status"];
 
 export const threads = pgTable(
@@ -58,6 +60,12 @@ export const threads = pgTable(
     headImageId: uuid("head_image_id").references((): AnyPgColumn => images.id, { onDelete: "set null" }),
     title: text("title").notNull().default(""),
     createdBy: text("created_by").notNull(),
+    /**
+     * Who pays for the thread's turns, besides the person who asks: the workspace (Slack team, Discord server)
+     * and the channel (a Discord thread's parent channel). Set when the thread is made; budgets count by them.
+     */
+    workspaceId: text("workspace_id"),
+    channelId: text("channel_id"),
     meta: jsonb("meta").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
@@ -104,8 +112,12 @@ export const turns = pgTable(
     errorCode: text("error_code"),
     errorMessage: text("error_message"),
     attempts: integer("attempts").notNull().default(0),
-    /** Exact decimal: summed in SQL from `usage`, so no float drift accumulates. */
+    /** What the turn cost: the sum of its ledger rows, set when it ends (exact decimal, summed in SQL). */
     costUsd: numeric("cost_usd", { mode: "number" }),
+    /** What the turn was expected to cost when it was accepted (see provider/pricing.ts `estimateTurnUsd`). */
+    estimateUsd: numeric("estimate_usd", { mode: "number" }).notNull().default(0),
+    /** Held against the budgets while the turn is unfinished; 0 once it ends and its ledger rows count instead. */
+    reservedUsd: numeric("reserved_usd", { mode: "number" }).notNull().default(0),
     createdAt: createdAt(),
     startedAt: timestamp("started_at", { withTimezone: true }),
     finishedAt: timestamp("finished_at", { withTimezone: true }),
@@ -127,6 +139,8 @@ export const turns = pgTable(
     index("turns_delivery_retry_idx").on(t.deliveryRetryAt).where(sql`${t.deliveryRetryAt} is not null`),
     // A person's turns of the last hour, for RATE_USER_PER_HOUR.
     index("turns_user_created_idx").on(t.userId, t.createdAt),
+    // Budgets add up the reservations of unfinished turns: few rows.
+    index("turns_reserved_idx").on(t.createdAt).where(sql`${t.reservedUsd} > 0`),
     index("turns_thread_unfinished_idx")
       .on(t.threadKey, t.seq)
       .where(sql`${t.status} in ('queued', 'running')`),
@@ -255,8 +269,53 @@ export const usage = pgTable(
   (t) => [index("usage_turn_idx").on(t.turnId)],
 );
 
+/**
+ * The bill: one row per HTTP request to the provider, written before it is sent (so a crash mid-call leaves it)
+ * and settled when its outcome is known. `billed` rows cost what their tokens cost at `price_version`; `unknown`
+ * rows (the connection broke, the process died, the call was aborted after it was sent) cost the turn's estimate,
+ * since OpenAI may have billed them; `not_billed` rows (an error answer) cost nothing. A turn's cost is the sum of
+ * its rows. The person, channel and workspace charged are copied from the turn and its thread, so the ledger
+ * reads alone.
+ */
+export const ledger = pgTable(
+  "ledger",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** Sent as `X-Client-Request-Id`: OpenAI logs it, so a call can be traced even when no answer came back. */
+    clientRequestId: text("client_request_id").notNull().unique("ledger_client_request_id_unique"),
+    turnId: uuid("turn_id").references(() => turns.id, { onDelete: "set null" }),
+    platform: text("platform").$type<Platform>().notNull(),
+    userId: text("user_id").notNull(),
+    workspaceId: text("workspace_id"),
+    channelId: text("channel_id"),
+    /** `images.generate`, `images.edit`, `responses`. */
+    endpoint: text("endpoint").notNull(),
+    /** The SDK's own retry count for this request (`x-stainless-retry-count`). */
+    retry: integer("retry").notNull().default(0),
+    status: text("status").$type<LedgerStatus>().notNull().default("pending"),
+    requestId: text("request_id"),
+    httpStatus: integer("http_status"),
+    usage: jsonb("usage").$type<UsageEntry[]>().notNull().default([]),
+    priceVersion: text("price_version").notNull(),
+    estimateUsd: numeric("estimate_usd", { mode: "number" }).notNull(),
+    costUsd: numeric("cost_usd", { mode: "number" }).notNull().default(0),
+    createdAt: createdAt(),
+    settledAt: timestamp("settled_at", { withTimezone: true }),
+  },
+  (t) => [
+    check("ledger_platform_check", sql`${t.platform} in (${sqlList(PLATFORMS)})`),
+    check("ledger_status_check", sql`${t.status} in (${sqlList(LEDGER_STATUSES)})`),
+    index("ledger_turn_idx").on(t.turnId),
+    // Spend by person, channel and workspace since a day or month began.
+    index("ledger_user_idx").on(t.platform, t.userId, t.createdAt),
+    index("ledger_channel_idx").on(t.platform, t.channelId, t.createdAt),
+    index("ledger_workspace_idx").on(t.platform, t.workspaceId, t.createdAt),
+  ],
+);
+
 export type ThreadRow = typeof threads.$inferSelect;
 export type TurnRow = typeof turns.$inferSelect;
 export type ImageRow = typeof images.$inferSelect;
 export type UsageRow = typeof usage.$inferSelect;
 export type InboxRow = typeof inbox.$inferSelect;
+export type LedgerRow = typeof ledger.$inferSelect;

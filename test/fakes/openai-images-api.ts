@@ -41,11 +41,13 @@ export async function handleImages(ctx: EndpointContext, kind: "generate" | "edi
     const images = await Promise.all(
       Array.from({ length: params.n }, (_, i) => renderImage(params, seed(i))),
     );
+    const usage = imageUsage(params.prompt, inputs, params, params.n);
+    record.bills.push({ kind: "image", model: String(record.body.model), usage: { ...usage } });
     ctx.sendJson(200, {
       created: ctx.createdAt,
       ...common,
       data: images.map((bytes) => ({ b64_json: bytes.toString("base64") })),
-      usage: imageUsage(params.prompt, inputs, params, params.n),
+      usage,
     });
     return;
   }
@@ -53,7 +55,7 @@ export async function handleImages(ctx: EndpointContext, kind: "generate" | "edi
   // request's total: the first completed event carries the input tokens, every one carries its own output.
   const prefix = kind === "generate" ? "image_generation" : "image_edit";
   const sse = ctx.openStream((error) => ({ type: "error", error }));
-  for (let i = 0; i < params.n && !sse.closed; i++) {
+  for (let i = 0; i < params.n && (!sse.closed || sse.abandoned); i++) {
     for (let p = 0; p < params.partialImages && !sse.closed; p++) {
       const partial = await renderImage(params, `${seed(i)}|partial|${p}`);
       sse.send(`${prefix}.partial_image`, {
@@ -68,6 +70,7 @@ export async function handleImages(ctx: EndpointContext, kind: "generate" | "edi
     const usage = imageUsage(params.prompt, i === 0 ? inputs : [], params, 1);
     if (i > 0) usage.input_tokens = usage.input_tokens_details.text_tokens = 0;
     usage.total_tokens = usage.input_tokens + usage.output_tokens;
+    record.bills.push({ kind: "image", model: String(record.body.model), usage: { ...usage } });
     sse.send(`${prefix}.completed`, {
       type: `${prefix}.completed`,
       b64_json: bytes.toString("base64"),

@@ -84,9 +84,22 @@ export async function handleResponses(ctx: EndpointContext): Promise<void> {
   };
   const moderation =
     failure && "moderation" in failure ? moderationBlockedError(failure.categories, failure.stage) : null;
+  const imageModel = String(
+    (Array.isArray(body.tools) ? body.tools : []).find(
+      (t: { type?: unknown }) => t?.type === "image_generation",
+    )?.model ?? "gpt-image-2",
+  );
+  /** A response with usage bills it, whatever its status; `image_gen` only when the tool made an image. */
+  const bill = (toolUsage?: { image_gen: object }) => {
+    record.bills.push({ kind: "reasoning", model, usage: { ...usage } });
+    if (toolUsage) record.bills.push({ kind: "image", model: imageModel, usage: { ...toolUsage.image_gen } });
+  };
 
   if (!stream) {
-    if (!tool) return ctx.sendJson(200, { ...base, status: "completed", output: [message], usage });
+    if (!tool) {
+      bill();
+      return ctx.sendJson(200, { ...base, status: "completed", output: [message], usage });
+    }
     const call = await imageCall(
       tool.options,
       revisedPrompt,
@@ -95,12 +108,14 @@ export async function handleResponses(ctx: EndpointContext): Promise<void> {
       action,
     );
     if (moderation) {
+      bill();
       return ctx.sendJson(200, { ...base, status: "failed", error: moderation, output: [call], usage });
     }
     const toolUsage = {
       image_gen: imageUsage(revisedPrompt, input.images, tool.options, 1),
       web_search: { num_requests: 0 },
     };
+    bill(toolUsage);
     return ctx.sendJson(200, {
       ...base,
       status: "completed",
@@ -139,6 +154,7 @@ export async function handleResponses(ctx: EndpointContext): Promise<void> {
         error: moderation,
       };
       send("response.output_item.done", { output_index: 0, item: failed });
+      bill();
       send("response.failed", {
         response: { ...base, status: "failed", error: moderation, output: [failed], usage },
       });
@@ -172,6 +188,7 @@ export async function handleResponses(ctx: EndpointContext): Promise<void> {
   const toolUsage = tool
     ? { image_gen: imageUsage(revisedPrompt, input.images, tool.options, 1), web_search: { num_requests: 0 } }
     : undefined;
+  bill(toolUsage);
   send("response.completed", {
     response: { ...base, status: "completed", output, usage, tool_usage: toolUsage },
   });

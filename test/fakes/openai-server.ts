@@ -49,6 +49,19 @@ export interface RecordedRequest {
   /** The status sent (200 also for streams that later failed); null until answered or when disconnected. */
   status: number | null;
   requestId: string;
+  /**
+   * What this request was billed: the usage the fake reported for it (a response, a stream's completed images),
+   * recorded as the work is done — so a request whose client went away mid-call is billed all the same, as
+   * OpenAI bills a generation that ran. Error answers (429, 5xx, a moderation 400) bill nothing.
+   */
+  bills: FakeBill[];
+}
+
+/** One model's tokens billed for a request (`usage` as the API reports it). */
+export interface FakeBill {
+  kind: "image" | "reasoning";
+  model: string;
+  usage: Record<string, unknown>;
 }
 
 /**
@@ -95,6 +108,11 @@ export interface FakeOpenAI {
   failNext(...failures: ScriptedFailure[]): void;
   /** Delay before every answer, to exercise timeouts, progress and concurrency. */
   setLatency(ms: number): void;
+  /**
+   * Ends every latency wait now running: those requests are worked (and billed) at once — answered if their
+   * client is still there, as OpenAI finishes a generation whose client went away.
+   */
+  finishWaiting(): void;
   /** The most requests to a known endpoint that were being answered at once. */
   readonly peakConcurrent: number;
   /** Requests refused because `maxConcurrent` were already being answered. */
@@ -119,6 +137,8 @@ export interface SseWriter {
   end(): void;
   /** True once a scripted failure ended the stream or the client went away: stop producing. */
   readonly closed: boolean;
+  /** The client went away: OpenAI still finishes (and bills) the work, with no one to send it to. */
+  readonly abandoned: boolean;
 }
 
 const ROUTES: Record<string, FakeEndpoint> = {
@@ -140,6 +160,8 @@ interface State {
   concurrencyRejections: number;
   seq: number;
   onRequestDone: ((request: RecordedRequest) => void) | undefined;
+  /** Ends the latency waits now running (see `finishWaiting`). */
+  waiting: Set<() => void>;
 }
 
 export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeOpenAI> {
@@ -154,6 +176,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     concurrencyRejections: 0,
     seq: 0,
     onRequestDone: options.onRequestDone,
+    waiting: new Set(),
   };
   const server = createServer((req, res) => void handle(req, res, state));
   await new Promise<void>((resolve, reject) => {
@@ -169,6 +192,9 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     failNext: (...failures) => void state.failures.push(...failures),
     setLatency: (ms) => {
       state.latencyMs = ms;
+    },
+    finishWaiting: () => {
+      for (const finish of state.waiting) finish();
     },
     get peakConcurrent() {
       return state.peakConcurrent;
@@ -208,6 +234,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
     stream: false,
     status: null,
     requestId: `req_${randomBytes(16).toString("hex")}`,
+    bills: [],
   };
   state.requests.push(record);
   res.on("error", () => {}); // a client that went away must not crash the fake
@@ -248,7 +275,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
     else parseJson(raw, record);
 
     const failure = state.failures.shift();
-    if (state.latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, state.latencyMs));
+    if (state.latencyMs > 0) await latency(state);
     if (failure && "disconnect" in failure) {
       req.socket.destroy();
       return;
@@ -285,6 +312,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
       sendJson(apiError.status, apiError.body ?? { error: apiError.error }, apiError.headers);
     }
   }
+}
+
+function latency(state: State): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      state.waiting.delete(finish);
+      resolve();
+    };
+    const timer = setTimeout(finish, state.latencyMs);
+    state.waiting.add(finish);
+  });
 }
 
 function recordHeaders(req: IncomingMessage): Record<string, string> {
@@ -438,6 +477,9 @@ function openStream(
     },
     get closed() {
       return closed || res.destroyed;
+    },
+    get abandoned() {
+      return !closed && res.destroyed;
     },
   };
   return writer;

@@ -22,6 +22,7 @@ export function turnRecord(overrides: Partial<Turn> = {}): Turn {
     errorMessage: null,
     attempts: 1,
     costUsd: 0.04,
+    estimateUsd: 0.05,
     createdAt: new Date(0),
     startedAt: null,
     finishedAt: null,

@@ -1,0 +1,227 @@
+import { MessageFlags } from "discord.js";
+import pino from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { DiscordAdapter } from "../adapters/discord/adapter.ts";
+import { registerCommands } from "../adapters/discord/setup.ts";
+import type { SlackAdapter } from "../adapters/slack/adapter.ts";
+import { DEFAULT_PARAMS, type Platform } from "../src/domain.ts";
+import type { BudgetCap } from "../src/ports.ts";
+import { estimateTurnUsd } from "../src/provider/pricing.ts";
+import { checkParams } from "../src/request/checks.ts";
+import { parseImagineText } from "../src/request/flags.ts";
+import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
+import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
+import { startSlackBot } from "./support/slack-bot.ts";
+import { waitUntil } from "./support/wait.ts";
+
+/**
+ * BUDGET_* through both adapters: a submit that would take a cap past its limit is refused privately — which
+ * cap, how much is used, what this one needs, when it resets — and nothing is recorded or drawn; an admin is
+ * not limited. Caps here: one person $1.00 a day, one channel $1.50 a day, one workspace $2.00 a month.
+ * `--quality high --ar 1:1` images are estimated at about $0.125 each, so `--n` sets what a request needs.
+ */
+const CAPS: BudgetCap[] = [
+  { scope: "user", period: "day", limitUsd: 1 },
+  { scope: "channel", period: "day", limitUsd: 1.5 },
+  { scope: "workspace", period: "month", limitUsd: 2 },
+];
+const SLACK_ADMIN = "U0099";
+const HIGH = "--quality high --ar 1:1";
+
+let h: EngineHarness;
+let slack: FakeSlack;
+let slackAdapter: SlackAdapter;
+let url = "";
+let discord: FakeDiscord;
+let discordAdapter: DiscordAdapter;
+let discordAdmin = "";
+
+beforeAll(async () => {
+  discord = await startFakeDiscord({ users: ["alice", "bob", "carol", "dave", "erin"] });
+  discordAdmin = discord.users.erin?.id ?? "";
+  h = await startEngineHarness({
+    engine: {
+      budgets: CAPS,
+      unlimited: (platform, userId) =>
+        (platform === "slack" && userId === SLACK_ADMIN) ||
+        (platform === "discord" && userId === discordAdmin),
+    },
+  });
+  slack = await startFakeSlack();
+  for (const id of ["C0003", "C0004", "C0005", "C0006"]) slack.addChannel({ id, name: id.toLowerCase() });
+  ({ adapter: slackAdapter, url } = await startSlackBot(h, slack));
+  await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
+  discordAdapter = new DiscordAdapter({
+    engine: h.engine,
+    inbox: h.inbox,
+    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    token: discord.botToken,
+    apiUrl: discord.apiUrl,
+  });
+  await discordAdapter.start();
+});
+afterAll(async () => {
+  await slackAdapter?.stop();
+  await discordAdapter?.stop();
+  await slack?.close();
+  await discord?.close();
+  await h?.close();
+});
+beforeEach(() => {
+  h.fake.reset();
+});
+
+/** What the engine estimates for this /imagine text, as the refusal shows it. */
+function needs(text: string): string {
+  const { prompt, params } = parseImagineText(text);
+  const usd = estimateTurnUsd({
+    params: checkParams({ ...DEFAULT_PARAMS, ...params }),
+    promptChars: prompt.length,
+    inputs: [],
+    imageModel: "gpt-image-2",
+    thinkModel: "gpt-5.5",
+  });
+  return `$${usd.toFixed(2)}`;
+}
+
+/** The exact refusal, with the time left until the reset as the one part that moves. */
+function refusal(whose: string, used: string, limit: string, text: string, period: "day" | "month"): RegExp {
+  const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\$]/g, "\\$&");
+  const head =
+    period === "day"
+      ? `✖ That would go over ${whose} daily budget: ${used} of ${limit} is used today, and this needs about ${needs(text)}. It resets at midnight UTC, `
+      : `✖ That would go over ${whose} monthly budget: ${used} of ${limit} is used this month, and this needs about ${needs(text)}. It resets on the 1st (UTC), `;
+  return new RegExp(`^${literal(head)}(\\d+ days|(\\d+ h )?\\d+ min|\\d+ h) from now\\.$`);
+}
+
+/** What the ledger holds for a payer now: the amount a refusal says is used. */
+async function used(platform: Platform, scope: "channel" | "workspace", id: string): Promise<string> {
+  const report = await h.store.spendReport({
+    platform,
+    userId: "nobody",
+    channelId: scope === "channel" ? id : null,
+    workspaceId: scope === "workspace" ? id : null,
+    admin: false,
+  });
+  const total = scope === "channel" ? report.channelToday : report.workspaceMonth;
+  return `$${(total?.usedUsd ?? -1).toFixed(2)}`;
+}
+
+describe("Slack", () => {
+  const roots = (channel: string, prompt: string) =>
+    slack.messages(channel).filter((m) => m.user === slack.botUserId && m.text.includes(prompt));
+
+  async function imagine(text: string, user: string, channel: string, team?: string) {
+    const ack = await slack.sendSlashCommand(url, {
+      text,
+      channel_id: channel,
+      user_id: user,
+      ...(team ? { team_id: team } : {}),
+    });
+    expect(ack.ok).toBe(true);
+    return ack;
+  }
+
+  async function drawn(text: string, user: string, channel: string, team?: string) {
+    await imagine(text, user, channel, team);
+    const prompt = parseImagineText(text).prompt;
+    const root = await waitUntil(() => roots(channel, prompt)[0], `the image of "${prompt}"`);
+    await waitUntil(() => slack.message(channel, root.ts)?.text.includes("Done"), `"${prompt}" done`, 20_000);
+  }
+
+  async function refused(text: string, user: string, channel: string, team?: string) {
+    const posts = slack.responseUrlPosts.length;
+    const ack = await imagine(text, user, channel, team);
+    const post = await waitUntil(() => slack.responseUrlPosts[posts], "the private refusal");
+    expect(post.url).toBe(ack.responseUrl);
+    expect(post.body).toMatchObject({ response_type: "ephemeral" });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(roots(channel, parseImagineText(text).prompt)).toEqual([]);
+    return (post.body as { text: string }).text;
+  }
+
+  it("one person's daily budget", async () => {
+    const text = `nine posters ${HIGH} --n 9`;
+    expect(await refused(text, "U0001", "C0001")).toMatch(refusal("your", "$0.00", "$1.00", text, "day"));
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("a channel's daily budget counts everyone in it", async () => {
+    await drawn(`seven kites ${HIGH} --n 7`, "U0003", "C0003");
+    h.fake.reset();
+    const text = `six kites ${HIGH} --n 6`;
+    const spent = await used("slack", "channel", "C0003");
+    expect(await refused(text, "U0004", "C0003")).toMatch(
+      refusal("this channel's", spent, "$1.50", text, "day"),
+    );
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("a workspace's monthly budget counts every channel in it", async () => {
+    await drawn(`seven boats ${HIGH} --n 7`, "U0005", "C0004", "T0002");
+    await drawn(`seven cars ${HIGH} --n 7`, "U0006", "C0005", "T0002");
+    h.fake.reset();
+    const text = `three trains ${HIGH} --n 3`;
+    const spent = await used("slack", "workspace", "T0002");
+    expect(await refused(text, "U0007", "C0006", "T0002")).toMatch(
+      refusal("this workspace's", spent, "$2.00", text, "month"),
+    );
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("an admin is not limited", async () => {
+    await drawn(`nine admin posters ${HIGH} --n 9`, SLACK_ADMIN, "C0001");
+    expect(h.fake.requests).toHaveLength(1);
+  });
+});
+
+describe("Discord", () => {
+  async function drawn(text: string, user: string, channel: string) {
+    const handle = discord.slashCommand({ name: "imagine", options: { prompt: text }, user, channel });
+    await handle.waitForOriginal((m) => m.components.length > 0, 20_000);
+  }
+
+  async function refused(text: string, user: string, channel: string) {
+    const handle = discord.slashCommand({ name: "imagine", options: { prompt: text }, user, channel });
+    const [note] = await handle.waitForFollowUps(1, 20_000);
+    expect(note?.flags).toBe(MessageFlags.Ephemeral);
+    expect(handle.original?.deleted).toBe(true);
+    return note?.content ?? "";
+  }
+
+  it("one person's daily budget", async () => {
+    const text = `nine lanterns ${HIGH} --n 9`;
+    const channel = discord.channelId;
+    expect(await refused(text, "alice", channel)).toMatch(refusal("your", "$0.00", "$1.00", text, "day"));
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("a channel's daily budget counts everyone in it", async () => {
+    const channel = discord.addChannel("budgets").id;
+    await drawn(`seven lamps ${HIGH} --n 7`, "bob", channel);
+    h.fake.reset();
+    const text = `six lamps ${HIGH} --n 6`;
+    const spent = await used("discord", "channel", channel);
+    expect(await refused(text, "carol", channel)).toMatch(
+      refusal("this channel's", spent, "$1.50", text, "day"),
+    );
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("a server's monthly budget counts every channel in it", async () => {
+    await drawn(`seven bells ${HIGH} --n 7`, "dave", discord.addChannel("more").id);
+    h.fake.reset();
+    const text = `three bells ${HIGH} --n 3`;
+    const spent = await used("discord", "workspace", discord.guildId);
+    expect(await refused(text, "alice", discord.addChannel("last").id)).toMatch(
+      refusal("this workspace's", spent, "$2.00", text, "month"),
+    );
+    expect(h.fake.requests).toEqual([]);
+  });
+
+  it("an admin is not limited", async () => {
+    await drawn(`nine admin lanterns ${HIGH} --n 9`, "erin", discord.channelId);
+    expect(h.fake.requests).toHaveLength(1);
+  });
+});
