@@ -17,6 +17,9 @@ const shared = {
   testTimeout: 60_000,
   hookTimeout: 120_000,
   pool: "forks" as const,
+  // Two files at once even on a 2-core machine (vitest's default there is one): most of the long files wait on
+  // child processes and timers, not on the CPU. Set VITEST_MAX_WORKERS=1 to run them one by one.
+  maxWorkers: Number(process.env.VITEST_MAX_WORKERS) || 2,
   // Builds the migrated template database that test/support/database.ts clones for each test file.
   globalSetup: ["test/support/global-setup.ts"],
 };

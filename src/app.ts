@@ -84,6 +84,7 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
         providerConcurrency: config.workerConcurrency,
         turnsPerUserHour: config.turnsPerUserHour,
         budgets: config.budgets,
+        confirmAboveUsd: config.confirmAboveUsd,
         models: { image: config.openai.imageModel, think: config.openai.thinkModel },
         unlimited: (platform, userId) => access.isAdmin(platform, userId),
         ...overrides.engine,

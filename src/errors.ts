@@ -27,6 +27,7 @@ export type ErrorCode =
   | "gave_up"
   | "quota_exceeded"
   | "budget_exceeded"
+  | "confirmation_needed"
   | "internal";
 
 export interface AppErrorOptions {

@@ -43,6 +43,8 @@ export interface Intent {
   newThread?: { title?: string; meta?: Record<string, unknown> };
   /** The workspace and channel a thread this intent creates is counted in for budgets. */
   place?: Place;
+  /** The person said yes to "Draw it for about $X?": no question is asked, whatever the estimate. */
+  confirmed?: boolean;
 }
 
 export interface Submitted {
@@ -100,8 +102,24 @@ export interface TurnObserver {
 /** The platform messages an adapter keeps per turn. */
 export type TurnMessageRole = "status";
 
+/** Whose spend `/canvas usage` asks about: the person, and the channel and workspace they ask from. */
+export interface UsageQuery {
+  platform: Platform;
+  userId: string;
+  workspaceId: string | null;
+  channelId: string | null;
+}
+
+export interface UsageAnswer {
+  report: SpendReport;
+  caps: readonly BudgetCap[];
+  /** Admins are not limited, and the report lists the workspace's top payers. */
+  admin: boolean;
+}
+
 export interface ConversationEngine {
   submit(intent: Intent): Promise<Submitted>;
+  usage(query: UsageQuery): Promise<UsageAnswer>;
   observe(platform: Platform, observer: TurnObserver): void;
   history(threadKey: ThreadKey): Promise<ThreadHistory | null>;
   listThreads(platform: Platform, limit?: number): Promise<Thread[]>;
@@ -268,6 +286,18 @@ export interface Inbox {
   finish(id: number, outcome: "done" | "gave_up"): Promise<void>;
   /** Forgets events finished before `before` (their keys then no longer catch replays); returns how many. */
   prune(before: Date): Promise<number>;
+  /**
+   * The event waits for its sender's answer ("Draw it for about $X?"): no sweep takes it, and its payload is
+   * kept until it is answered or pruned.
+   */
+  park(id: number): Promise<void>;
+  /**
+   * The sender said yes: a parked event (parked less than `answerWithinMs` ago) is held again for `holdMs`, its
+   * payload marked `confirmed: true`, and returned to be worked. Null when it was answered before, or too late.
+   */
+  resume(id: number, holdMs: number, answerWithinMs: number): Promise<InboxEntry | null>;
+  /** The sender said no: a parked event is finished (its payload dropped). False when it was answered before. */
+  decline(id: number): Promise<boolean>;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import { MessageFlags } from "discord.js";
+import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DiscordAdapter } from "../adapters/discord/adapter.ts";
@@ -108,6 +109,21 @@ async function used(platform: Platform, scope: "channel" | "workspace", id: stri
   return `$${(total?.usedUsd ?? -1).toFixed(2)}`;
 }
 
+/** What a person was billed on a platform: the sum of their ledger rows, read straight from the table. */
+async function paidBy(platform: Platform, userId: string): Promise<number> {
+  const result = await h.database.db.execute<{ usd: string }>(
+    sql`select coalesce(sum(cost_usd), 0)::text as usd from ledger where platform = ${platform} and user_id = ${userId}`,
+  );
+  return Number(result.rows[0]?.usd);
+}
+
+/** What the fake OpenAI was asked to draw for this /imagine text. */
+const requestsFor = (text: string) =>
+  h.fake.requests.filter((r) => r.body.prompt === parseImagineText(text).prompt);
+
+const round = (n: number) => Math.round(n * 1e6) / 1e6;
+const dollars = (n: number) => `$${n.toFixed(2)}`;
+
 describe("Slack", () => {
   const roots = (channel: string, prompt: string) =>
     slack.messages(channel).filter((m) => m.user === slack.botUserId && m.text.includes(prompt));
@@ -144,7 +160,7 @@ describe("Slack", () => {
   it("one person's daily budget", async () => {
     const text = `nine posters ${HIGH} --n 9`;
     expect(await refused(text, "U0001", "C0001")).toMatch(refusal("your", "$0.00", "$1.00", text, "day"));
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
 
   it("a channel's daily budget counts everyone in it", async () => {
@@ -155,7 +171,7 @@ describe("Slack", () => {
     expect(await refused(text, "U0004", "C0003")).toMatch(
       refusal("this channel's", spent, "$1.50", text, "day"),
     );
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
 
   it("a workspace's monthly budget counts every channel in it", async () => {
@@ -167,12 +183,67 @@ describe("Slack", () => {
     expect(await refused(text, "U0007", "C0006", "T0002")).toMatch(
       refusal("this workspace's", spent, "$2.00", text, "month"),
     );
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
 
   it("an admin is not limited", async () => {
     await drawn(`nine admin posters ${HIGH} --n 9`, SLACK_ADMIN, "C0001");
     expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("/canvas usage answers privately: my spend, the channel's and the workspace's, against the caps", async () => {
+    const ack = await slack.sendSlashCommand(url, {
+      command: "/canvas",
+      text: "usage",
+      channel_id: "C0004",
+      user_id: "U0005",
+      team_id: "T0002",
+    });
+    const mine = await paidBy("slack", "U0005");
+    const channel = mine; // U0005 is the only one who drew in C0004
+    const workspace = round(mine + (await paidBy("slack", "U0006")));
+    expect(ack.body).toMatchObject({ response_type: "ephemeral" });
+    const lines = (ack.body as { text: string }).text.split("\n");
+    expect(lines.slice(0, 4)).toEqual([
+      "What threadcanvas has spent:",
+      `• You today: ${dollars(mine)} of $1.00; this month: ${dollars(mine)}`,
+      `• This channel today: ${dollars(channel)} of $1.50`,
+      `• This workspace this month: ${dollars(workspace)} of $2.00`,
+    ]);
+    expect(lines[4]).toMatch(/^Days and months are UTC; today ends in .+\.$/);
+    expect(lines).toHaveLength(5); // no admin lines
+  });
+
+  it("/canvas usage shows an admin the workspace's top people and channels", async () => {
+    const ack = await slack.sendSlashCommand(url, {
+      command: "/canvas",
+      text: "usage",
+      channel_id: "C0006",
+      user_id: SLACK_ADMIN,
+      team_id: "T0002",
+    });
+    const text = (ack.body as { text: string }).text;
+    const [first, second] = [
+      { id: "U0005", usd: await paidBy("slack", "U0005") },
+      { id: "U0006", usd: await paidBy("slack", "U0006") },
+    ].sort((a, b) => b.usd - a.usd || a.id.localeCompare(b.id));
+    expect(text).toContain("You are an admin: no limit applies to you.");
+    expect(text).toContain(
+      `Top people this month: <@${first?.id}> ${dollars(first?.usd ?? 0)}, <@${second?.id}> ${dollars(second?.usd ?? 0)}`,
+    );
+    expect(text).toMatch(/Top channels this month: <#C000[45]> \$\d+\.\d\d, <#C000[45]> \$\d+\.\d\d$/);
+  });
+
+  it("/canvas with anything else explains itself, and is refused where the bot is not enabled", async () => {
+    const ack = await slack.sendSlashCommand(url, {
+      command: "/canvas",
+      text: "bill me",
+      channel_id: "C0001",
+      user_id: "U0001",
+    });
+    expect((ack.body as { text: string }).text).toBe(
+      '✖ Unknown subcommand "bill me".\n`/canvas usage`: what you, this channel and this workspace have spent, against the budgets.',
+    );
   });
 });
 
@@ -194,11 +265,14 @@ describe("Discord", () => {
     const text = `nine lanterns ${HIGH} --n 9`;
     const channel = discord.channelId;
     expect(await refused(text, "alice", channel)).toMatch(refusal("your", "$0.00", "$1.00", text, "day"));
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
+
+  let budgetsChannel = "";
 
   it("a channel's daily budget counts everyone in it", async () => {
     const channel = discord.addChannel("budgets").id;
+    budgetsChannel = channel;
     await drawn(`seven lamps ${HIGH} --n 7`, "bob", channel);
     h.fake.reset();
     const text = `six lamps ${HIGH} --n 6`;
@@ -206,7 +280,7 @@ describe("Discord", () => {
     expect(await refused(text, "carol", channel)).toMatch(
       refusal("this channel's", spent, "$1.50", text, "day"),
     );
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
 
   it("a server's monthly budget counts every channel in it", async () => {
@@ -217,11 +291,31 @@ describe("Discord", () => {
     expect(await refused(text, "alice", discord.addChannel("last").id)).toMatch(
       refusal("this workspace's", spent, "$2.00", text, "month"),
     );
-    expect(h.fake.requests).toEqual([]);
+    expect(requestsFor(text)).toEqual([]);
   });
 
   it("an admin is not limited", async () => {
     await drawn(`nine admin lanterns ${HIGH} --n 9`, "erin", discord.channelId);
     expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("/canvas usage answers privately, a thread counting as its channel", async () => {
+    const bob = discord.users.bob?.id ?? "";
+    const thread = discord.userThread({ name: "talk", channel: budgetsChannel, user: "bob" });
+    const handle = discord.slashCommand({
+      name: "canvas",
+      subcommand: "usage",
+      user: "bob",
+      channel: thread.id,
+    });
+    const ack = await handle.waitForAck();
+    expect(ack.type).toBe(4);
+    expect(handle.original?.flags).toBe(MessageFlags.Ephemeral);
+    const mine = await paidBy("discord", bob);
+    expect(handle.original?.content.split("\n").slice(0, 3)).toEqual([
+      "What threadcanvas has spent:",
+      `• You today: ${dollars(mine)} of $1.00; this month: ${dollars(mine)}`,
+      `• This channel today: ${dollars(mine)} of $1.50`,
+    ]);
   });
 });

@@ -162,9 +162,11 @@ function messageCreate(message: StoredMessage): Record<string, unknown> {
 }
 
 describe("discord: commands", () => {
-  it("registers /imagine globally, and for one server with DISCORD_GUILD_ID (npm run discord:register)", async () => {
-    const [global] = fake.commands();
+  it("registers /imagine and /canvas globally, and for one server with DISCORD_GUILD_ID (npm run discord:register)", async () => {
+    const [global, canvas] = fake.commands();
     expect(global?.name).toBe("imagine");
+    expect(canvas?.name).toBe("canvas");
+    expect(canvas?.options).toEqual([expect.objectContaining({ type: 1, name: "usage" })]);
     expect((global?.options as Array<{ name: string }> | undefined)?.map((o) => o.name)).toEqual([
       "prompt",
       "aspect",
@@ -188,8 +190,8 @@ describe("discord: commands", () => {
         },
       },
     );
-    expect(stdout).toContain(`Registered /imagine for server ${fake.guildId}`);
-    expect(fake.commands(fake.guildId).map((c) => c.name)).toEqual(["imagine"]);
+    expect(stdout).toContain(`Registered /imagine, /canvas for server ${fake.guildId}`);
+    expect(fake.commands(fake.guildId).map((c) => c.name)).toEqual(["imagine", "canvas"]);
   });
 });
 

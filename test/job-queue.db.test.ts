@@ -78,6 +78,9 @@ it("turns stuck delivering to one platform never hold another platform's turns",
     done.push(j.turnId);
   });
   await waitUntil(() => done.length === 4, "every Discord turn, while Slack's are stuck");
+  // Both Slack workers take a turn (the second may start after the Discord turns are done), and no third.
+  await waitUntil(() => stuck.length === 2, "both Slack workers busy");
+  await new Promise((resolve) => setTimeout(resolve, 500));
   expect(stuck).toHaveLength(2); // the Slack workers are all busy; the third Slack turn waits
 });
 

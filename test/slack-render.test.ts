@@ -119,7 +119,10 @@ describe("slack rendering", () => {
     const manifest = JSON.parse(
       readFileSync(new URL("../adapters/slack/manifest.json", import.meta.url), "utf8"),
     );
-    expect(manifest.features.slash_commands.map((c: { command: string }) => c.command)).toEqual(["/imagine"]);
+    expect(manifest.features.slash_commands.map((c: { command: string }) => c.command)).toEqual([
+      "/imagine",
+      "/canvas",
+    ]);
     expect(manifest.oauth_config.scopes.bot).toEqual(
       expect.arrayContaining([
         "commands",
@@ -143,7 +146,7 @@ describe("slack rendering", () => {
       http.settings.event_subscriptions.request_url,
       http.settings.interactivity.request_url,
     ];
-    expect(urls).toEqual(Array(3).fill("https://canvas.example.com/slack/events"));
+    expect(urls).toEqual(Array(4).fill("https://canvas.example.com/slack/events"));
     expect(http.settings.socket_mode_enabled).toBe(false);
     expect(slackManifest({ socketMode: true }).settings.socket_mode_enabled).toBe(true);
     // The committed manifest is the template: printing one leaves it as it was.

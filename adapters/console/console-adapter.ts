@@ -7,6 +7,8 @@ import { imageFileName, type Thread, type ThreadKey, type Turn } from "../../src
 import { AppError, asAppError } from "../../src/errors.ts";
 import type { ConversationEngine, Intent, TurnEvent } from "../../src/ports.ts";
 import { describeParams, FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
+import { usd } from "../../src/words.ts";
+import { usageText } from "../shared/usage.ts";
 import { renderHistory, renderThreadList, shortId } from "./render.ts";
 
 export interface ConsoleAdapterOptions {
@@ -29,6 +31,7 @@ const HELP = `Commands:
   /use <image id>             continue from an earlier version (ids are in /history)
   /history                    this thread's versions as a tree
   /threads                    recent threads
+  /usage                      what has been spent, against the budgets
   /open <thread | number>     switch to another thread
   /help                       this help
   /quit                       wait for running work, then leave
@@ -103,6 +106,16 @@ export class ConsoleAdapter {
         case "/history":
           await this.#history();
           return true;
+        case "/usage": {
+          const answer = await this.#options.engine.usage({
+            platform: "console",
+            userId: this.#options.userId,
+            workspaceId: "console",
+            channelId: "console",
+          });
+          this.#say(usageText(answer, { plainIds: true }));
+          return true;
+        }
         case "/threads":
           this.#lastListing = await this.#options.engine.listThreads("console", 20);
           this.#say(renderThreadList(this.#lastListing, this.#current));
@@ -155,12 +168,15 @@ export class ConsoleAdapter {
       newThread: { title: prompt.slice(0, 80) },
       // The terminal is one workspace and one channel: budgets count its spend there.
       place: { workspaceId: "console", channelId: "console" },
+      // Whoever types at the terminal is the operator, who sees the estimate below: nothing to ask.
+      confirmed: true,
     });
     this.#current = threadKey;
     const what = request.kind === "generate" ? `new thread ${threadKey}` : `turn ${turn.seq}`;
     const waiting = position > 0 ? `queued behind ${position}` : "queued";
     const described = describeParams(turn.params);
-    this.#say(`⏳ ${what}: ${waiting}${described ? ` — ${described}` : ""}`);
+    const cost = turn.estimateUsd > 0 ? ` (about ${usd(turn.estimateUsd)})` : "";
+    this.#say(`⏳ ${what}: ${waiting}${described ? ` — ${described}` : ""}${cost}`);
     if (!this.#options.interactive) {
       await new Promise<void>((resolve) => this.#waiting.set(turn.id, resolve));
     }

@@ -96,6 +96,7 @@ export class DiscordAdapter {
       holdMs: options.inboxHoldMs,
       work: (entry) => inbound.work(entry),
       explain: (entry, error) => inbound.explain(entry, error),
+      ask: (entry, question) => inbound.ask(entry, question),
     });
     inbound.register(this.#inbox);
     // Added to a server (after start-up): one that is not allowed is left at once.

@@ -14,8 +14,9 @@ import { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports.ts";
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
-import { buttonImage, buttonIntent, userMessage } from "../shared/inbound.ts";
+import { ANSWERED, buttonImage, buttonIntent, NOT_YOURS, userMessage } from "../shared/inbound.ts";
 import type { InboxWorker } from "../shared/inbox.ts";
+import { usageText } from "../shared/usage.ts";
 import {
   acknowledgeInteraction,
   type DiscordFile,
@@ -38,6 +39,8 @@ import { checkAttachment, type DownloadOptions, downloadAttachment } from "./fil
 import type { AcknowledgementGates } from "./gates.ts";
 import {
   type ButtonTarget,
+  confirmComponents,
+  decodeConfirmId,
   decodeCustomId,
   imageIdFromComponents,
   missingPermissionsText,
@@ -108,11 +111,16 @@ interface MessageEvent {
   targetImageId: string | null;
 }
 
+/** Set by the inbox when the person answered "Draw it" to "Draw it for about $X?". */
+interface Confirmed {
+  confirmed?: boolean;
+}
+
 /** What the inbox keeps of each Discord event. */
 type DiscordEvent =
-  | { kind: "command"; payload: CommandEvent }
-  | { kind: "click"; payload: ClickEvent }
-  | { kind: "message"; payload: MessageEvent };
+  | { kind: "command"; payload: CommandEvent & Confirmed }
+  | { kind: "click"; payload: ClickEvent & Confirmed }
+  | { kind: "message"; payload: MessageEvent & Confirmed };
 
 /** When the bot connects, messages written in its threads active this recently are read back. */
 const CATCH_UP_MS = 24 * 3600_000;
@@ -160,8 +168,12 @@ export class DiscordInbound {
       if (interaction.guildId === null) return; // direct messages: the bot works in servers only
       if (interaction.isChatInputCommand() && interaction.commandName === "imagine")
         guard("imagine", () => this.#onImagine(interaction));
+      else if (interaction.isChatInputCommand() && interaction.commandName === "canvas")
+        guard("canvas", () => this.#onCanvas(interaction));
       else if (interaction.isButton() && decodeCustomId(interaction.customId))
         guard("button", () => this.#onButton(interaction));
+      else if (interaction.isButton() && decodeConfirmId(interaction.customId))
+        guard("confirm", () => this.#onConfirm(interaction));
     });
     this.#client.on(Events.MessageCreate, (message) => {
       guard("message", () => this.#onMessage(fromMessage(message)));
@@ -256,6 +268,84 @@ export class DiscordInbound {
   }
 
   // -------------------------------------------------------------------------------------------------------
+  // "Draw it for about $X?"
+  // -------------------------------------------------------------------------------------------------------
+
+  /**
+   * Asks before a costly request: a /imagine's "thinking…" reply becomes the question (and, once answered, the
+   * image); a click is asked privately; a message is answered in its thread. Only the asker's answer counts.
+   */
+  async ask(entry: InboxEntry, question: AppError): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as DiscordEvent;
+    if (event.kind === "message") {
+      const { message } = event.payload;
+      const channel = await textChannel(this.#client, message.channelId);
+      if (!channel) throw new Error(`channel ${message.channelId} is gone`);
+      await channel.send({
+        content: `<@${message.authorId}> ${question.userMessage}`,
+        components: confirmComponents(entry.id, message.authorId),
+        reply: { messageReference: message.id, failIfNotExists: false },
+        allowedMentions: { users: [message.authorId] },
+        nonce: `q${message.id}`.slice(0, 25),
+        enforceNonce: true,
+      });
+      return;
+    }
+    const { applicationId, token, userId } = event.payload;
+    const webhook = new InteractionWebhook(this.#client as Client<true>, applicationId, token);
+    const components = confirmComponents(entry.id, userId);
+    if (event.kind === "command")
+      await webhook.editMessage("@original", { content: question.userMessage, components });
+    else await webhook.send({ content: question.userMessage, components, flags: MessageFlags.Ephemeral });
+  }
+
+  async #onConfirm(interaction: ButtonInteraction): Promise<void> {
+    const target = decodeConfirmId(interaction.customId);
+    if (!target) return;
+    if (interaction.user.id !== target.userId) {
+      await replyPrivately(interaction, this.#log, `✖ ${NOT_YOURS}`);
+      return;
+    }
+    const answered = (content: string) =>
+      interaction
+        .update({ content, components: [] })
+        .catch((error: unknown) => this.#log.warn({ err: error }, "could not answer a confirmation"));
+    if (target.answer === "decline") {
+      const declined = await this.#worker.decline(target.entryId);
+      await answered(declined ? "Not drawn." : `✖ ${ANSWERED}`);
+      return;
+    }
+    // The answer first: the work that follows edits this same message (a /imagine's reply) into the image.
+    const confirmed = await this.#worker.confirm(target.entryId);
+    await answered(confirmed ? "✔ Drawing it." : `✖ ${ANSWERED}`);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // /canvas usage
+  // -------------------------------------------------------------------------------------------------------
+
+  /** `/canvas usage`: read-only, answered privately at once (nothing to record). A thread counts as its channel. */
+  async #onCanvas(interaction: ChatInputCommandInteraction<"cached" | "raw" | undefined>): Promise<void> {
+    const guildId = interaction.guildId ?? "";
+    if (!(await this.#serves(guildId, interaction.channelId))) {
+      await this.#replyEphemeral(interaction, notEnabled(), "canvas");
+      return;
+    }
+    try {
+      const channel = interaction.channel;
+      const answer = await this.#engine.usage({
+        platform: "discord",
+        userId: interaction.user.id,
+        workspaceId: guildId,
+        channelId: (channel?.isThread() ? channel.parentId : null) ?? interaction.channelId,
+      });
+      await replyPrivately(interaction, this.#log, usageText(answer));
+    } catch (error) {
+      await this.#replyEphemeral(interaction, error, "canvas");
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
   // /imagine
   // -------------------------------------------------------------------------------------------------------
 
@@ -318,7 +408,7 @@ export class DiscordInbound {
     return { prompt: parsed.prompt, params, ...(attachment ? { attachment } : {}) };
   }
 
-  async #workCommand(command: CommandEvent, key: string): Promise<void> {
+  async #workCommand(command: CommandEvent & Confirmed, key: string): Promise<void> {
     const references = command.attachment
       ? [await downloadAttachment(command.attachment, this.#options.download)]
       : [];
@@ -343,6 +433,7 @@ export class DiscordInbound {
       referenceImages: references,
       newThread: { title: command.prompt.slice(0, 200), meta: { ...meta } },
       place: { workspaceId: command.guildId, channelId: command.channelId },
+      confirmed: command.confirmed === true,
     });
     if (command.replyMessageId)
       await this.#engine.updateThreadMeta(turn.threadKey, { replyMessageId: command.replyMessageId });
@@ -374,7 +465,7 @@ export class DiscordInbound {
     if (entry) await this.#worker.work(entry);
   }
 
-  async #workClick(click: ClickEvent, key: string): Promise<void> {
+  async #workClick(click: ClickEvent & Confirmed, key: string): Promise<void> {
     const { image, intent } = await buttonIntent(this.#engine, {
       ...click.target,
       userId: click.userId,
@@ -386,7 +477,11 @@ export class DiscordInbound {
       throw new AppError("image_not_found", "other server", {
         userMessage: "That image is no longer available.",
       });
-    const submitted = await this.#engine.submit({ ...intent, idempotencyKey: key });
+    const submitted = await this.#engine.submit({
+      ...intent,
+      idempotencyKey: key,
+      confirmed: click.confirmed === true,
+    });
     const { turn } = submitted;
     if (click.uploadLimit)
       await this.#engine.updateThreadMeta(turn.threadKey, { uploadLimit: click.uploadLimit });
@@ -448,7 +543,7 @@ export class DiscordInbound {
     if (entry) await this.#worker.work(entry);
   }
 
-  async #workMessage(event: MessageEvent, key: string): Promise<void> {
+  async #workMessage(event: MessageEvent & Confirmed, key: string): Promise<void> {
     const { message } = event;
     const channel = await textChannel(this.#client, message.channelId);
     const missing = channel ? missingPermissions(this.#client, channel) : [];
@@ -476,6 +571,7 @@ export class DiscordInbound {
       idempotencyKey: key,
       targetImageId: event.targetImageId,
       referenceImages,
+      confirmed: event.confirmed === true,
     });
     if (submitted.created) await this.#delivery.postStatus(submitted, message.channelId, message.id);
   }

@@ -113,6 +113,35 @@ export function resultComponents(images: readonly ImageRecord[]): ActionRowJson[
   return rows;
 }
 
+/** "Draw it" / "Cancel" under "Draw it for about $X?": `tcq:c|d:<inbox id>:<asker>`. */
+export function confirmComponents(entryId: number, userId: string): ActionRowJson[] {
+  const button = (label: string, code: "c" | "d", style: ButtonStyle) => ({
+    type: ComponentType.Button as const,
+    style,
+    label,
+    custom_id: `tcq:${code}:${entryId}:${userId}`,
+  });
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [button("Draw it", "c", ButtonStyle.Primary), button("Cancel", "d", ButtonStyle.Secondary)],
+    },
+  ];
+}
+
+/** A confirm/decline button's answer, inbox id and asker; null when the custom id is not one. */
+export function decodeConfirmId(
+  customId: string,
+): { answer: "confirm" | "decline"; entryId: number; userId: string } | null {
+  const match = /^tcq:([cd]):(\d+):(\d+)$/.exec(customId);
+  if (!match) return null;
+  return {
+    answer: match[1] === "c" ? "confirm" : "decline",
+    entryId: Number(match[2]),
+    userId: match[3] ?? "",
+  };
+}
+
 /**
  * The image a message of ours shows, read back from its buttons: the one the action buttons act on (the first
  * image), else the first choice. Null when the message has no buttons of ours.

@@ -23,6 +23,20 @@ export const ASPECT_CHOICES = ["1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16"
 export const QUALITY_CHOICES = ["low", "medium", "high", "auto"] as const;
 export const FORMAT_CHOICES = ["png", "jpeg", "webp"] as const;
 
+/** `/canvas usage`: what the person, the channel and the server have spent, against the budgets. */
+export function canvasCommand() {
+  return new SlashCommandBuilder()
+    .setName("canvas")
+    .setDescription("threadcanvas: what has been spent")
+    .setContexts(InteractionContextType.Guild)
+    .setIntegrationTypes(ApplicationIntegrationType.GuildInstall)
+    .addSubcommand((sub) =>
+      sub
+        .setName("usage")
+        .setDescription("What you, this channel and this server have spent, against the budgets"),
+    );
+}
+
 /** `/imagine`: the prompt, and options for what the flags typed into the prompt can also say. */
 export function imagineCommand() {
   return new SlashCommandBuilder()
@@ -126,7 +140,7 @@ export interface RegisterOptions {
   guildId?: string;
 }
 
-/** Overwrites the app's commands with `/imagine`: globally, or for one server when `guildId` is given. */
+/** Overwrites the app's commands with `/imagine` and `/canvas`: globally, or for one server when `guildId` is given. */
 export async function registerCommands(
   options: RegisterOptions,
 ): Promise<RESTPutAPIApplicationCommandsResult> {
@@ -137,7 +151,9 @@ export async function registerCommands(
     const route = options.guildId
       ? Routes.applicationGuildCommands(applicationId, options.guildId)
       : Routes.applicationCommands(applicationId);
-    return (await rest.put(route, { body: [imagineCommand()] })) as RESTPutAPIApplicationCommandsResult;
+    return (await rest.put(route, {
+      body: [imagineCommand(), canvasCommand()],
+    })) as RESTPutAPIApplicationCommandsResult;
   } finally {
     // The REST client sweeps its rate-limit buckets on timers; a one-off script should not wait for them.
     rest.clearHashSweeper();
@@ -146,7 +162,7 @@ export async function registerCommands(
 }
 
 /**
- * `npm run discord:register`: registers `/imagine` with Discord — globally, or for the server named by
+ * `npm run discord:register`: registers `/imagine` and `/canvas` with Discord — globally, or for the server named by
  * DISCORD_GUILD_ID (which shows up at once, handy while setting up). Reads DISCORD_TOKEN and DISCORD_API_URL.
  */
 async function main(): Promise<void> {

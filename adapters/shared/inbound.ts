@@ -70,3 +70,10 @@ export function userMessage(error: unknown, log: Logger, where: string): string 
   if (appError.code === "internal") log.error({ err: error, where }, "request failed");
   return appError.userMessage;
 }
+
+/** A "Draw it" or "Cancel" clicked a second time, or after the question lapsed (`ANSWER_WITHIN_MS`). */
+export const ANSWERED =
+  "That question was answered already, or it has expired (after 10 minutes). Send the request again to draw it.";
+
+/** Someone else's "Draw it for about $X?". */
+export const NOT_YOURS = "Only the person who asked can answer this.";

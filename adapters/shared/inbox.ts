@@ -28,6 +28,11 @@ export interface InboxWorkerOptions {
    * it was taken `maxAttempts` times without finishing (`gave_up`).
    */
   explain(entry: InboxEntry, error: AppError): Promise<void>;
+  /**
+   * Asks the sender to confirm (`confirmation_needed`: "Draw it for about $X?") with buttons that carry the
+   * event's id for `confirm` and `decline`. The event then waits, parked, for the answer.
+   */
+  ask(entry: InboxEntry, question: AppError): Promise<void>;
   /** How long a process holds an event it works before another may take it over; 2 minutes by default. */
   holdMs?: number | undefined;
   /** How often unfinished events are looked for; a quarter of `holdMs` by default (at most 30 s). */
@@ -40,6 +45,8 @@ export interface InboxWorkerOptions {
 const KEEP_FINISHED_MS = 7 * 24 * 3600_000;
 const PRUNE_EVERY_MS = 3600_000;
 const SWEEP_BATCH = 20;
+/** A "Draw it for about $X?" answered later than this is refused: the request is sent again instead. */
+export const ANSWER_WITHIN_MS = 10 * 60_000;
 const NOT_RECORDED = "Sorry, that request could not be recorded. Please try again.";
 
 export class InboxWorker {
@@ -86,6 +93,10 @@ export class InboxWorker {
       await this.#options.work(entry);
     } catch (error) {
       const refusal = asAppError(error);
+      if (refusal.code === "confirmation_needed") {
+        await this.#park(entry, refusal);
+        return;
+      }
       if (refusal.code === "internal") {
         this.#log.warn(
           { err: error, event: entry.key, attempt: entry.attempts },
@@ -99,6 +110,34 @@ export class InboxWorker {
     }
     killPoint("inbox:worked", entry.kind);
     await this.#finish(entry, "done");
+  }
+
+  /**
+   * The sender said "Draw it": the parked event is worked again, confirmed. False when it was answered already
+   * (a second click) or the answer came after `ANSWER_WITHIN_MS`.
+   */
+  async confirm(id: number): Promise<boolean> {
+    const entry = await this.#answered(() => this.#options.inbox.resume(id, this.#holdMs, ANSWER_WITHIN_MS));
+    if (!entry) return false;
+    void this.work(entry);
+    return true;
+  }
+
+  /** The sender said no: the parked event ends. False when it was answered already. */
+  async decline(id: number): Promise<boolean> {
+    return (await this.#answered(async () => (await this.#options.inbox.decline(id)) || null)) !== null;
+  }
+
+  /**
+   * The question is on screen a moment before its event is parked (asked, then parked): an answer that comes
+   * in between is tried again for up to a second before it counts as answered already.
+   */
+  async #answered<T>(answer: () => Promise<T | null>): Promise<T | null> {
+    for (let attempt = 0; ; attempt++) {
+      const result = await answer();
+      if (result !== null || attempt === 4) return result;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 
   /** Takes over what earlier processes left (at once), then keeps looking every `sweepMs`. */
@@ -147,6 +186,16 @@ export class InboxWorker {
       }
     } catch (error) {
       this.#log.warn({ err: error }, "inbox sweep failed; trying again later");
+    }
+  }
+
+  /** Asks, then parks the event; if the question cannot be asked, the event is taken again after its hold. */
+  async #park(entry: InboxEntry, question: AppError): Promise<void> {
+    try {
+      await this.#options.ask(entry, question);
+      await this.#options.inbox.park(entry.id);
+    } catch (error) {
+      this.#log.warn({ err: error, event: entry.key }, "could not ask to confirm; asking again later");
     }
   }
 

@@ -68,6 +68,7 @@ export class SlackAdapter {
       holdMs: options.inboxHoldMs,
       work: (entry) => inbound.work(entry),
       explain: (entry, error) => inbound.explain(entry, error),
+      ask: (entry, question) => inbound.ask(entry, question),
     });
     inbound.register(this.app, this.#inbox);
     options.engine.observe("slack", {

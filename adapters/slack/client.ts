@@ -176,7 +176,7 @@ export async function withRateLimits<T>(call: () => Promise<T>, signal?: AbortSi
 export async function respondPrivately(
   responseUrl: string,
   text: string,
-  options: { keepOriginal?: boolean; timeoutMs?: number } = {},
+  options: { keepOriginal?: boolean; timeoutMs?: number; blocks?: unknown[] } = {},
 ): Promise<void> {
   const response = await fetch(responseUrl, {
     method: "POST",
@@ -185,6 +185,7 @@ export async function respondPrivately(
       response_type: "ephemeral",
       ...(options.keepOriginal ? { replace_original: false } : {}),
       text,
+      ...(options.blocks ? { blocks: options.blocks } : {}),
     }),
     signal: AbortSignal.timeout(options.timeoutMs ?? CALL_TIMEOUT_MS),
   });

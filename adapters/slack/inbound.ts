@@ -7,12 +7,20 @@ import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
-import { type ButtonAction, buttonIntent, userMessage } from "../shared/inbound.ts";
+import { ANSWERED, type ButtonAction, buttonIntent, NOT_YOURS, userMessage } from "../shared/inbound.ts";
 import type { InboxWorker } from "../shared/inbox.ts";
+import { usageText } from "../shared/usage.ts";
 import { respondPrivately, withRateLimits } from "./client.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
-import { buttonActionOf, decodeButtonValue } from "./render.ts";
+import {
+  buttonActionOf,
+  CONFIRM_ACTION,
+  confirmBlocks,
+  DECLINE_ACTION,
+  decodeButtonValue,
+  decodeConfirmValue,
+} from "./render.ts";
 import {
   clickKey,
   commandKey,
@@ -47,6 +55,9 @@ export interface SlackInboundOptions {
 }
 
 /** What a person's message asks for: a new thread (a mention) or an edit (a reply in one of our threads). */
+const CANVAS_HELP =
+  "`/canvas usage`: what you, this channel and this workspace have spent, against the budgets.";
+
 interface MessageRequest {
   team: string;
   channel: string;
@@ -59,6 +70,8 @@ interface MessageRequest {
   text: string;
   files: SlackFile[];
   newThread?: Intent["newThread"];
+  /** Set by the inbox when the person answered "Draw it". */
+  confirmed?: boolean;
 }
 
 interface CommandRequest {
@@ -68,6 +81,7 @@ interface CommandRequest {
   text: string;
   triggerId: string;
   responseUrl: string;
+  confirmed?: boolean;
 }
 
 interface ClickRequest {
@@ -77,6 +91,7 @@ interface ClickRequest {
   user: string;
   triggerId: string;
   responseUrl?: string;
+  confirmed?: boolean;
 }
 
 /** What the inbox keeps of each Slack event: enough to work it from the database alone. */
@@ -124,6 +139,28 @@ export class SlackInbound {
         commandKey(command.trigger_id),
         () => ack(),
       );
+    });
+
+    // `/canvas usage`: read-only, answered in the acknowledgement itself (nothing to record, nothing to lose).
+    app.command("/canvas", async ({ command, ack }) => {
+      let text: string;
+      try {
+        if (!this.#allowed(command.team_id, command.channel_id)) throw notEnabled();
+        const words = command.text.trim().toLowerCase();
+        if (words === "" || words === "help") text = CANVAS_HELP;
+        else if (words === "usage") {
+          const answer = await this.#options.engine.usage({
+            platform: "slack",
+            userId: command.user_id,
+            workspaceId: command.team_id,
+            channelId: command.channel_id,
+          });
+          text = usageText(answer);
+        } else text = `✖ Unknown subcommand "${command.text.trim().slice(0, 40)}".\n${CANVAS_HELP}`;
+      } catch (error) {
+        text = `✖ ${userMessage(error, log, "canvas")}`;
+      }
+      await ack({ response_type: "ephemeral", text });
     });
 
     app.event("app_mention", async ({ event, context, body }) => {
@@ -192,6 +229,8 @@ export class SlackInbound {
       });
     });
 
+    this.#registerConfirmations(app);
+
     app.action(/^tc_/, async ({ action, ack, body }) => {
       const actionId = (action as { action_id: string }).action_id;
       const value = decodeButtonValue((action as { value?: string }).value);
@@ -224,6 +263,35 @@ export class SlackInbound {
         () => ack(),
       );
     });
+  }
+
+  /**
+   * "Draw it" / "Cancel" under "Draw it for about $X?": only the person asked may answer, once; the question is
+   * replaced by what happens. The parked event is worked after the acknowledgement.
+   */
+  #registerConfirmations(app: App): void {
+    const log = this.#log;
+    app.action(
+      new RegExp(`^(${CONFIRM_ACTION}|${DECLINE_ACTION})$`),
+      async ({ action, ack, body, respond }) => {
+        await ack();
+        const actionId = (action as { action_id: string }).action_id;
+        const value = decodeConfirmValue((action as { value?: string }).value);
+        const say = (text: string, replace: boolean) =>
+          respond({ response_type: "ephemeral", replace_original: replace, text }).catch((error: unknown) =>
+            log.warn({ err: error }, "could not answer a confirmation"),
+          );
+        if (!value) return;
+        if (body.user.id !== value.user) return void (await say(`✖ ${NOT_YOURS}`, false));
+        const inbox = this.#inboxWorker();
+        if (actionId === DECLINE_ACTION) {
+          const declined = await inbox.decline(value.entryId);
+          return void (await say(declined ? "Not drawn." : `✖ ${ANSWERED}`, true));
+        }
+        const confirmed = await inbox.confirm(value.entryId);
+        await say(confirmed ? "✔ Drawing it." : `✖ ${ANSWERED}`, true);
+      },
+    );
   }
 
   /**
@@ -300,6 +368,7 @@ export class SlackInbound {
       userId: command.user,
       idempotencyKey: key,
       place: { workspaceId: command.team, channelId: command.channel },
+      confirmed: command.confirmed === true,
       newThread: {
         title: prompt.slice(0, 200),
         meta: { team: command.team, channel: command.channel, rootIsOurs: true, rootPosting: true },
@@ -339,6 +408,7 @@ export class SlackInbound {
       referenceImages,
       newThread: request.newThread,
       place: { workspaceId: request.team, channelId: request.channel },
+      confirmed: request.confirmed === true,
     });
   }
 
@@ -350,13 +420,39 @@ export class SlackInbound {
       userId: click.user,
       platform: "slack",
     });
-    await this.#submitAndShow({ ...intent, idempotencyKey: key });
+    await this.#submitAndShow({ ...intent, idempotencyKey: key, confirmed: click.confirmed === true });
   }
 
   /** Submits, then shows the new turn's status line in its thread. */
   async #submitAndShow(intent: Intent): Promise<void> {
     const { turn, created, position } = await this.#options.engine.submit(intent);
     if (created) this.#options.delivery.showQueued(turn, position);
+  }
+
+  /** "Draw it for about $X?" with Draw it / Cancel, privately to the sender; throws when it cannot be asked. */
+  async ask(entry: InboxEntry, question: AppError): Promise<void> {
+    const event = { kind: entry.kind, payload: entry.payload } as SlackEvent;
+    const text = question.userMessage;
+    const blocks = confirmBlocks(text, entry.id, event.payload.user);
+    switch (event.kind) {
+      case "command":
+        return respondPrivately(event.payload.responseUrl, text, { blocks });
+      case "click":
+        if (!event.payload.responseUrl) throw new Error("a click without a response_url cannot be answered");
+        return respondPrivately(event.payload.responseUrl, text, { keepOriginal: true, blocks });
+      case "message": {
+        const request = event.payload;
+        await withRateLimits(() =>
+          this.#options.posts.chat.postEphemeral({
+            channel: request.channel,
+            user: request.user,
+            thread_ts: request.kind === "edit" ? (request.threadTs ?? undefined) : undefined,
+            text,
+            blocks,
+          }),
+        );
+      }
+    }
   }
 
   async #tell(event: SlackEvent, text: string): Promise<void> {

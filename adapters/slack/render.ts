@@ -172,6 +172,31 @@ export function failureMessage(turn: Turn): string {
   return `✖ ${describeTurn(turn)} failed: ${failureReason(turn)}`;
 }
 
+/** The action ids of "Draw it" and "Cancel" under "Draw it for about $X?"; their value is `<inbox id>:<user>`. */
+export const CONFIRM_ACTION = "tcq_confirm";
+export const DECLINE_ACTION = "tcq_decline";
+
+/** "Draw it for about $X?", asked privately, with the answers. */
+export function confirmBlocks(question: string, entryId: number, user: string) {
+  const value = `${entryId}:${user}`;
+  return [
+    { type: "section", text: { type: "mrkdwn", text: question } },
+    {
+      type: "actions",
+      elements: [
+        { ...button("Draw it", CONFIRM_ACTION, value), style: "primary" },
+        button("Cancel", DECLINE_ACTION, value),
+      ],
+    },
+  ];
+}
+
+/** The inbox id and the asker in a confirm/decline button's value; null when it is not one of ours. */
+export function decodeConfirmValue(raw: string | undefined): { entryId: number; user: string } | null {
+  const match = /^(\d+):([A-Z0-9]+)$/.exec(raw ?? "");
+  return match ? { entryId: Number(match[1]), user: match[2] ?? "" } : null;
+}
+
 function button(text: string, actionId: string, value: string) {
   return { type: "button", text: { type: "plain_text", text }, action_id: actionId, value };
 }

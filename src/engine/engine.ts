@@ -39,9 +39,12 @@ import type {
   TurnObserver,
   TurnOutcome,
   TurnQueue,
+  UsageAnswer,
+  UsageQuery,
 } from "../ports.ts";
 import { estimateTurnUsd } from "../provider/pricing.ts";
 import { checkParams, checkPrompt } from "../request/checks.ts";
+import { usd } from "../words.ts";
 import { detectFormat, imageSize } from "./image-checks.ts";
 
 export interface EngineOptions {
@@ -70,6 +73,12 @@ export interface EngineOptions {
   budgets?: readonly BudgetCap[];
   /** The models the provider calls, to estimate what a turn will cost. */
   models?: { image: string; think: string };
+  /**
+   * A drawing turn estimated above this many dollars is not recorded until the person confirms: `submit`
+   * throws `confirmation_needed` ("Draw it for about $X?") unless the intent is `confirmed` (`CONFIRM_ABOVE_USD`).
+   * Null (the default here): never ask.
+   */
+  confirmAboveUsd?: number | null;
 }
 
 /** The turns that call the provider: what costs money, and what limits and budgets count. */
@@ -142,6 +151,7 @@ export class Engine implements ConversationEngine {
       unlimited: () => false,
       budgets: [],
       models: { image: "gpt-image-2", think: "gpt-5.5" },
+      confirmAboveUsd: null,
       ...deps.options,
     };
     this.#providerSlots = pLimit(this.#options.providerConcurrency);
@@ -169,6 +179,12 @@ export class Engine implements ConversationEngine {
           thinkModel: this.#options.models.think,
         })
       : 0;
+    const askAbove = this.#options.confirmAboveUsd;
+    if (askAbove !== null && estimateUsd > askAbove && !intent.confirmed) {
+      throw new AppError("confirmation_needed", `estimate ${estimateUsd} is above ${askAbove}`, {
+        userMessage: `Draw it for about ${usd(estimateUsd)}?`,
+      });
+    }
 
     const { turn, created } = await this.#store.recordTurn(
       {
@@ -624,6 +640,13 @@ export class Engine implements ConversationEngine {
   // -------------------------------------------------------------------------------------------------------
   // Reading
   // -------------------------------------------------------------------------------------------------------
+
+  /** What `/canvas usage` shows a person: their, the channel's and the workspace's spend against the caps. */
+  async usage(query: UsageQuery): Promise<UsageAnswer> {
+    const admin = this.#options.unlimited(query.platform, query.userId);
+    const report = await this.#store.spendReport({ ...query, admin });
+    return { report, caps: this.#options.budgets, admin };
+  }
 
   history(threadKey: ThreadKey): Promise<ThreadHistory | null> {
     return this.#store.history(threadKey);

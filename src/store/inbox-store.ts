@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNull, lt, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, lt, lte, sql } from "drizzle-orm";
 import type { Platform } from "../domain.ts";
 import type { Inbox, InboxEntry, InboxEvent } from "../ports.ts";
 import type { Db } from "./database.ts";
@@ -51,6 +51,44 @@ export class PostgresInbox implements Inbox {
       .update(inbox)
       .set({ finishedAt: sql`now()`, outcome, payload: null })
       .where(and(eq(inbox.id, id), isNull(inbox.finishedAt)));
+  }
+
+  async park(id: number): Promise<void> {
+    await this.#db
+      .update(inbox)
+      .set({ finishedAt: sql`now()`, outcome: "waiting" })
+      .where(and(eq(inbox.id, id), isNull(inbox.finishedAt)));
+  }
+
+  async resume(id: number, holdMs: number, answerWithinMs: number): Promise<InboxEntry | null> {
+    // One statement: of two clicks on "Draw it", one resumes the event and the other finds it answered.
+    const [row] = await this.#db
+      .update(inbox)
+      .set({
+        finishedAt: null,
+        outcome: null,
+        claimedUntil: sql`now() + ${holdMs}::int * interval '1 millisecond'`,
+        attempts: sql`${inbox.attempts} + 1`,
+        payload: sql`${inbox.payload} || '{"confirmed": true}'::jsonb`,
+      })
+      .where(
+        and(
+          eq(inbox.id, id),
+          eq(inbox.outcome, "waiting"),
+          gt(inbox.finishedAt, sql`now() - ${answerWithinMs}::int * interval '1 millisecond'`),
+        ),
+      )
+      .returning();
+    return row ? toEntry(row) : null;
+  }
+
+  async decline(id: number): Promise<boolean> {
+    const rows = await this.#db
+      .update(inbox)
+      .set({ outcome: "declined", payload: null })
+      .where(and(eq(inbox.id, id), eq(inbox.outcome, "waiting")))
+      .returning({ id: inbox.id });
+    return rows.length > 0;
   }
 
   async prune(before: Date): Promise<number> {

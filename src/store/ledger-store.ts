@@ -3,6 +3,7 @@ import type { LedgerStatus, Platform, UsageEntry } from "../domain.ts";
 import { AppError } from "../errors.ts";
 import type { BudgetCap, CallOutcome, LedgerEntry, SpendQuery, SpendReport, SpendTotal } from "../ports.ts";
 import { PRICE_VERSION } from "../provider/pricing.ts";
+import { inWords, usd } from "../words.ts";
 import type { Db, Tx } from "./database.ts";
 import { ledger, threads, turns } from "./schema.ts";
 
@@ -82,20 +83,6 @@ function refusal(cap: BudgetCap, total: SpendTotal, estimateUsd: number): string
     `That would go over ${WHOSE[cap.scope]} ${period} budget: ${usd(total.usedUsd)} of ${usd(cap.limitUsd)} ` +
     `is used ${when}, and this needs about ${usd(estimateUsd)}. ${resets}`
   );
-}
-
-/** "$4.80"; amounts under a cent say so rather than "$0.00". */
-export function usd(amount: number): string {
-  return amount > 0 && amount < 0.005 ? "under $0.01" : `$${amount.toFixed(2)}`;
-}
-
-/** "3 h 12 min", "45 min", "2 days". */
-export function inWords(seconds: number): string {
-  const minutes = Math.max(1, Math.ceil(seconds / 60));
-  if (minutes < 60) return `${minutes} min`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 48) return minutes % 60 === 0 ? `${hours} h` : `${hours} h ${minutes % 60} min`;
-  return `${Math.floor(hours / 24)} days`;
 }
 
 /** Ledger rows since the period began, plus the reservations of unfinished turns, for one payer. */

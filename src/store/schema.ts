@@ -236,7 +236,7 @@ export const inbox = pgTable(
     /** How many times it was taken (the first, at arrival, included). */
     attempts: integer("attempts").notNull().default(1),
     finishedAt: timestamp("finished_at", { withTimezone: true }),
-    /** How it ended: `done` (recorded, or answered), `gave_up`. */
+    /** How it ended: `done` (recorded, or answered), `gave_up`; `waiting` for its sender to confirm, `declined`. */
     outcome: text("outcome"),
   },
   (t) => [

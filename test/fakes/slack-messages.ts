@@ -233,6 +233,21 @@ export function respond(
     text: typeof message.text === "string" ? message.text : "",
     ...(blocks ? { blocks } : {}),
   };
+  if (isTrue(message.replace_original) && entry.messageTs && entry.ephemeral) {
+    // An ephemeral message can be replaced (or deleted) only through the response_url of a click on it.
+    const original = state.ephemerals.find((e) => e.message_ts === entry.messageTs && e.user === entry.user);
+    if (original) {
+      delete original.blocks;
+      Object.assign(original, content);
+      state.updates.push({
+        channel: entry.channel,
+        ts: original.message_ts,
+        ...content,
+        via: "response_url",
+      });
+      return answer(200, "ok");
+    }
+  }
   if (isTrue(message.replace_original) && entry.messageTs) {
     const original = findMessage(state, entry.channel, entry.messageTs);
     if (original) {

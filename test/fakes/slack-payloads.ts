@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   appendMessage,
   createResponseUrl,
+  type EphemeralRecord,
   findMessage,
   messageEvent,
   nextTs,
@@ -187,6 +188,60 @@ export function blockActions(state: SlackState, input: BlockActionInput): Record
         block_id: found?.blockId ?? slackId("", 5),
         text: found?.text ?? { type: "plain_text", text: input.actionId, emoji: true },
         value: input.value ?? found?.value,
+        action_ts: `${(now(state) / 1000).toFixed(6)}`,
+      },
+    ],
+  };
+}
+
+/**
+ * A `block_actions` payload for a click on a button of an ephemeral message (only its user sees it, so only
+ * they can click): `container.is_ephemeral`, no `message`, and a response_url that can replace it.
+ */
+export function ephemeralBlockActions(
+  state: SlackState,
+  input: { ephemeral: EphemeralRecord; actionId: string },
+): Record<string, unknown> {
+  const { ephemeral } = input;
+  const found = findButton(ephemeral.blocks, input.actionId);
+  if (!found) throw new Error(`fake Slack: the ephemeral message has no button ${input.actionId}`);
+  const user = ephemeral.user;
+  return {
+    type: "block_actions",
+    user: {
+      id: user,
+      username: state.users.get(user) ?? "someone",
+      name: state.users.get(user) ?? "someone",
+      team_id: state.teamId,
+    },
+    api_app_id: state.appId,
+    token: state.verificationToken,
+    container: {
+      type: "message",
+      message_ts: ephemeral.message_ts,
+      channel_id: ephemeral.channel,
+      is_ephemeral: true,
+      ...(ephemeral.thread_ts ? { thread_ts: ephemeral.thread_ts } : {}),
+    },
+    trigger_id: triggerId(),
+    team: { id: state.teamId, domain: state.teamDomain },
+    enterprise: null,
+    is_enterprise_install: false,
+    channel: { id: ephemeral.channel, name: state.channels.get(ephemeral.channel)?.name ?? "unknown" },
+    state: { values: {} },
+    response_url: createResponseUrl(state, {
+      channel: ephemeral.channel,
+      user,
+      messageTs: ephemeral.message_ts,
+      ephemeral: true,
+    }),
+    actions: [
+      {
+        type: "button",
+        action_id: input.actionId,
+        block_id: found.blockId,
+        text: found.text,
+        value: found.value,
         action_ts: `${(now(state) / 1000).toFixed(6)}`,
       },
     ],

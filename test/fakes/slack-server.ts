@@ -17,6 +17,7 @@ import {
   appMention,
   type BlockActionInput,
   blockActions,
+  ephemeralBlockActions,
   messageChanged,
   messageDeleted,
   otherBotMessage,
@@ -158,6 +159,8 @@ export interface FakeSlack extends Readonly<SlackIdentity> {
   /** The `message` event for a logged message (e.g. the bot's own post). */
   messageEventFor(channel: string, ts: string): SlackEvent;
   blockActions(input: BlockActionInput): Record<string, unknown>;
+  /** The same for a button on an ephemeral message (its user clicks it). */
+  ephemeralBlockActions(input: { ephemeral: EphemeralRecord; actionId: string }): Record<string, unknown>;
 
   sendSlashCommand(
     url: string,
@@ -357,6 +360,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       return messageEvent(state, channel, message);
     },
     blockActions: (input) => blockActions(state, input),
+    ephemeralBlockActions: (input) => ephemeralBlockActions(state, input),
 
     async sendSlashCommand(url, input, opts) {
       const fields = slashCommandFields(state, input);

@@ -162,6 +162,8 @@ export interface ResponseUrlEntry {
   uses: number;
   /** The message a block action came from, for `replace_original` / `delete_original`. */
   messageTs?: string;
+  /** That message is an ephemeral one (only its user sees it; it is replaced in `ephemerals`). */
+  ephemeral?: boolean;
 }
 
 export interface HostedFile {
@@ -387,7 +389,7 @@ function pngSize(bytes: Buffer): { width: number; height: number } | null {
 /** A response_url like Slack's (`/respond/T…/…/…`): 30 minutes, 5 uses; see slack-server.ts for the POSTs. */
 export function createResponseUrl(
   state: SlackState,
-  target: { channel: string; user: string; messageTs?: string },
+  target: { channel: string; user: string; messageTs?: string; ephemeral?: boolean },
 ): string {
   const url = `${state.baseUrl}/respond/${state.teamId}/${Date.now()}${state.seq++}/${randomBytes(12).toString("hex")}`;
   state.responseUrls.set(new URL(url).pathname, { url, ...target, createdAt: now(state), uses: 0 });
