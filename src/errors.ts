@@ -28,6 +28,8 @@ export type ErrorCode =
   | "quota_exceeded"
   | "budget_exceeded"
   | "confirmation_needed"
+  | "turn_not_found"
+  | "cancel_refused"
   | "internal";
 
 export interface AppErrorOptions {

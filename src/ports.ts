@@ -119,6 +119,8 @@ export interface UsageAnswer {
 
 export interface ConversationEngine {
   submit(intent: Intent): Promise<Submitted>;
+  /** Cancels a queued or running turn for the person who asked or an admin; throws an AppError to show otherwise. */
+  cancel(turnId: string, userId: string): Promise<Turn>;
   usage(query: UsageQuery): Promise<UsageAnswer>;
   observe(platform: Platform, observer: TurnObserver): void;
   history(threadKey: ThreadKey): Promise<ThreadHistory | null>;

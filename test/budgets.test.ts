@@ -12,6 +12,7 @@ import { checkParams } from "../src/request/checks.ts";
 import { parseImagineText } from "../src/request/flags.ts";
 import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 import { startSlackBot } from "./support/slack-bot.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -250,7 +251,7 @@ describe("Slack", () => {
 describe("Discord", () => {
   async function drawn(text: string, user: string, channel: string) {
     const handle = discord.slashCommand({ name: "imagine", options: { prompt: text }, user, channel });
-    await handle.waitForOriginal((m) => m.components.length > 0, 20_000);
+    await handle.waitForOriginal((m) => showsResult(m), 20_000);
   }
 
   async function refused(text: string, user: string, channel: string) {

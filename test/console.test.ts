@@ -39,6 +39,7 @@ describe("console adapter", () => {
     bot.send("make it winter at night");
     bot.send("/undo");
     bot.send("/history");
+    bot.send("/usage");
     bot.endInput();
     const { code } = await bot.exited;
     expect(bot.stderr()).toBe("");
@@ -64,6 +65,13 @@ describe("console adapter", () => {
       /\n {2}└ \S+ {2}#2 edit “make it winter at night” \(3:2 · 1536x1024\) {2}1536x1024\n/,
     );
     expect(history).toMatch(/#3 undo succeeded/);
+    // What each image was expected to cost is shown as it is queued; /usage adds up what was billed.
+    expect(out).toMatch(/⏳ new thread console:tester:[0-9a-f]+: queued — .* \(about \$0\.\d\d\)\n/);
+    const usage = out.slice(out.indexOf("What threadcanvas has spent:"));
+    expect(usage).toMatch(/\n• You today: \$0\.\d\d \(no cap\); this month: \$0\.\d\d\n/);
+    expect(usage).toMatch(
+      /\n• This channel today: \$0\.\d\d \(no cap\)\n• This workspace this month: \$0\.\d\d/,
+    );
   });
 
   it("continues the latest thread after a restart: a plain line edits its head", async () => {

@@ -6,6 +6,7 @@ import { registerCommands } from "../adapters/discord/setup.ts";
 import { type AccessConfig, AccessPolicy } from "../src/access.ts";
 import { inbox as inboxTable } from "../src/store/schema.ts";
 import { type FakeDiscord, type StoredMessage, startFakeDiscord } from "./fakes/discord-server.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
@@ -77,14 +78,12 @@ describe("channels", () => {
     await start(access({ guilds: [fake.guildId], channels: [fake.channelId] }));
     const handle = fake.slashCommand({ name: "imagine", options: { prompt: "a stone bridge" } });
     expect((await handle.waitForAck()).type).toBe(5);
-    result = await handle.waitForOriginal((m) => m.components.length > 0, WAIT);
+    result = await handle.waitForOriginal((m) => showsResult(m), WAIT);
     threadId = (await fake.waitFor(() => fake.channel(result.id), WAIT, "the thread")).id;
     const asked = fake.userMessage({ channel: threadId, content: "add a heron" });
     await fake.waitFor(
       () =>
-        botMessagesIn(threadId).find(
-          (m) => m.messageReference?.message_id === asked.id && m.components.length > 0,
-        ),
+        botMessagesIn(threadId).find((m) => m.messageReference?.message_id === asked.id && showsResult(m)),
       WAIT,
       "the edit",
     );

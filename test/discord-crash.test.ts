@@ -16,6 +16,7 @@ import { renderImage, validateImageParams } from "./fakes/openai-rules.ts";
 import { type FakeOpenAI, type RecordedRequest, startFakeOpenAI } from "./fakes/openai-server.ts";
 import { type BotProcess, startBot } from "./support/bot-process.ts";
 import { createTestDataDir, type TestDataDir } from "./support/database.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -245,7 +246,7 @@ describe.concurrent("discord: a message in the thread, the bot killed mid-edit",
   async function editInThread(w: World, beforeAsking: (bot: BotProcess, threadId: string) => void) {
     const bot = await startDiscordBot(w);
     const handle = await imagine(w, "a quiet harbour");
-    const reply = await handle.waitForOriginal((m) => m.components.length > 0, 30_000);
+    const reply = await handle.waitForOriginal((m) => showsResult(m), 30_000);
     const thread = await w.discord.waitFor(() => w.discord.channel(reply.id), 30_000, "the thread");
     await bot.waitForOutput(ENGINE_DELIVERED);
     beforeAsking(bot, thread.id);
@@ -359,7 +360,7 @@ describe.concurrent("discord: the inbox, and a bot killed on the way in", { time
   /** A /imagine shown with its thread; resolves with the thread, the reply and the first image's bytes. */
   async function firstImage(w: World, bot: BotProcess) {
     const handle = await imagine(w, "a quiet harbour");
-    const reply = await handle.waitForOriginal((m) => m.components.length > 0, 30_000);
+    const reply = await handle.waitForOriginal((m) => showsResult(m), 30_000);
     const thread = await w.discord.waitFor(() => w.discord.channel(reply.id), 30_000, "the thread");
     await bot.waitForOutput(ENGINE_DELIVERED);
     return { reply, threadId: thread.id };

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { DiscordAdapter } from "../adapters/discord/adapter.ts";
 import { registerCommands } from "../adapters/discord/setup.ts";
 import { type FakeDiscord, type InteractionHandle, startFakeDiscord } from "./fakes/discord-server.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 
 /**
@@ -53,7 +54,7 @@ it("defers 100 simultaneous /imagine in time and delivers every one, within the 
   // Each reply ends with its image and buttons, and a thread starts on it.
   const replies = await Promise.all(
     handles.map((handle) =>
-      handle.waitForOriginal((m) => m.components.length > 0 && m.attachments.length === 1, 120_000),
+      handle.waitForOriginal((m) => showsResult(m) && m.attachments.length === 1, 120_000),
     ),
   );
   await fake.waitFor(

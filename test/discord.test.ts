@@ -17,6 +17,7 @@ import {
   startFakeDiscord,
 } from "./fakes/discord-server.ts";
 import { makePng, sniffImageFormat } from "./fakes/images.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 
 /**
@@ -64,7 +65,7 @@ async function imagine(options: SlashCommandInput["options"], extra: Partial<Sla
   const ack = await handle.waitForAck();
   expect(ack.type).toBe(5);
   const reply = await handle.waitForOriginal(
-    (m) => m.components.length > 0 || m.content.includes("did not work"),
+    (m) => showsResult(m) || m.content.includes("did not work"),
     WAIT,
   );
   return { handle, reply };
@@ -83,11 +84,7 @@ async function imagineWithThread(prompt: string, options: Record<string, string 
 }
 
 /** The bot's answer to a person's message: its reply, once it shows a result (or a failure). */
-function answerTo(
-  message: StoredMessage,
-  channelId: string,
-  done = (m: StoredMessage) => m.components.length > 0,
-) {
+function answerTo(message: StoredMessage, channelId: string, done = (m: StoredMessage) => showsResult(m)) {
   return fake.waitFor(
     () =>
       fake
@@ -272,7 +269,7 @@ describe("discord: /imagine and the thread", () => {
     const { reply, threadId } = await imagineWithThread("a paper crane");
     await click(reply, "Variations");
     const result = await fake.waitFor(
-      () => botMessagesIn(threadId).find((m) => m.components.length > 0 && m.content.includes("Variations")),
+      () => botMessagesIn(threadId).find((m) => showsResult(m) && m.content.includes("Variations")),
       WAIT,
       "the variation",
     );
@@ -286,7 +283,7 @@ describe("discord: /imagine and the thread", () => {
     const { reply, threadId } = await imagineWithThread("a brass compass --ar 3:2");
     await click(reply, "Regenerate");
     const result = await fake.waitFor(
-      () => botMessagesIn(threadId).find((m) => m.components.length > 0 && m.attachments.length > 0),
+      () => botMessagesIn(threadId).find((m) => showsResult(m) && m.attachments.length > 0),
       WAIT,
       "the regenerated image",
     );
@@ -348,7 +345,7 @@ describe("discord: /imagine and the thread", () => {
         attachments: { image: { bytes: sofa, filename: "sofa.png" } },
       });
       await handle.waitForAck();
-      const reply = await handle.waitForOriginal((m) => m.components.length > 0, WAIT);
+      const reply = await handle.waitForOriginal((m) => showsResult(m), WAIT);
       await fake.waitFor(() => fake.channel(reply.id), WAIT, "the thread");
       return { reply, threadId: reply.id };
     })();

@@ -528,6 +528,72 @@ describe("a platform that cannot take deliveries", () => {
   });
 });
 
+describe("cancel", () => {
+  it("a queued turn: shown canceled at once, never sent to OpenAI, nothing billed", async () => {
+    const thread = newThread();
+    h.fake.setLatency(1_500);
+    const first = await h.engine.submit({
+      threadKey: thread,
+      kind: "generate",
+      prompt: "a slow lake",
+      userId: "U1",
+    });
+    const second = await h.engine.submit({
+      threadKey: thread,
+      kind: "edit",
+      prompt: "add a swan",
+      userId: "U1",
+    });
+    const canceled = await h.engine.cancel(second.turn.id, "U1");
+    expect(canceled).toMatchObject({ status: "canceled", errorMessage: "Canceled by <@U1>." });
+    const shown = await h.finished(second.turn.id);
+    expect(shown.turn.status).toBe("canceled");
+    await h.finished(first.turn.id);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(h.fake.requests.map((r) => r.body.prompt)).toEqual(["a slow lake"]);
+    expect(await h.store.ledgerEntries(second.turn.id)).toEqual([]);
+    expect((await h.store.getTurn(second.turn.id))?.costUsd).toBe(0);
+    expect(h.deliveries(second.turn.id)).toHaveLength(1);
+  });
+
+  it("a running turn: its call is aborted, and what OpenAI may have billed stays in the ledger", async () => {
+    const thread = newThread();
+    h.fake.setLatency(10_000);
+    const { turn } = await h.engine.submit({
+      threadKey: thread,
+      kind: "generate",
+      prompt: "a long river",
+      userId: "U1",
+    });
+    await expect.poll(() => h.fake.requests.length, { timeout: 10_000 }).toBe(1);
+    const asked = Date.now();
+    await h.engine.cancel(turn.id, "U1");
+    const shown = await h.finished(turn.id);
+    expect(Date.now() - asked).toBeLessThan(5_000); // not the provider's 10 s
+    expect(shown.turn).toMatchObject({ status: "canceled", errorCode: "canceled" });
+    expect(shown.images).toEqual([]);
+    const rows = await h.store.ledgerEntries(turn.id);
+    expect(rows.map((r) => [r.status, r.clientRequestId])).toEqual([
+      ["unknown", h.fake.requests[0]?.headers["x-client-request-id"]],
+    ]);
+    expect((await h.store.getTurn(turn.id))?.costUsd).toBe(turn.estimateUsd);
+    h.fake.finishWaiting();
+  });
+
+  it("only the person who asked (or an admin) may cancel, and only before it finishes", async () => {
+    const done = await generate(newThread());
+    await expect(h.engine.cancel(done.turn.id, "U9")).rejects.toMatchObject({
+      code: "cancel_refused",
+      userMessage: "Only the person who asked, or an admin, can cancel it.",
+    });
+    await expect(h.engine.cancel(done.turn.id, "U1")).rejects.toMatchObject({
+      code: "cancel_refused",
+      userMessage: "Too late to cancel: it has finished.",
+    });
+    expect((await h.store.getTurn(done.turn.id))?.status).toBe("succeeded");
+  });
+});
+
 describe("late deliveries", () => {
   it("a result the platform could not take for long is retried slowly and goes out, marked late", {
     timeout: 30_000,

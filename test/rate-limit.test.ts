@@ -6,6 +6,7 @@ import { registerCommands } from "../adapters/discord/setup.ts";
 import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
 import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import { showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 import { startSlackBot } from "./support/slack-bot.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -102,7 +103,7 @@ describe("Discord", () => {
       options: { prompt: "a first lantern" },
       user: "alice",
     });
-    await first.waitForOriginal((m) => m.components.length > 0, 20_000);
+    await first.waitForOriginal((m) => showsResult(m), 20_000);
     const second = discord.slashCommand({
       name: "imagine",
       options: { prompt: "a second lantern" },
@@ -119,7 +120,7 @@ describe("Discord", () => {
   it("an admin is not limited", async () => {
     for (const prompt of ["an admin's lantern", "an admin's second lantern"]) {
       const handle = discord.slashCommand({ name: "imagine", options: { prompt }, user: "bob" });
-      await handle.waitForOriginal((m) => m.components.length > 0, 20_000);
+      await handle.waitForOriginal((m) => showsResult(m), 20_000);
     }
     expect(h.fake.requests.map((r) => r.body.prompt)).toEqual([
       "an admin's lantern",

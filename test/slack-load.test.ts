@@ -23,7 +23,8 @@ let url = "";
 beforeAll(async () => {
   h = await startEngineHarness({
     concurrency: CONCURRENCY,
-    openai: { maxConcurrent: CONCURRENCY, latencyMs: 50 },
+    // Long enough that four calls overlap even on a busy machine (each first writes its ledger row).
+    openai: { maxConcurrent: CONCURRENCY, latencyMs: 250 },
   });
   slack = await startFakeSlack({ channels: CHANNELS.map((id, i) => ({ id, name: `busy-${i}` })) });
   for (let i = 0; i < BURST; i++) slack.addUser(`U9${String(i).padStart(4, "0")}`, `user${i}`);

@@ -26,6 +26,7 @@ import {
 } from "./client.ts";
 import { fitForUpload, previewCopy, uploadLimitForTier } from "./files.ts";
 import {
+  cancelComponents,
   customIdsIn,
   failureContent,
   headMovedContent,
@@ -138,6 +139,7 @@ export class DiscordDelivery {
     if (!channel) return;
     const posted = await channel.send({
       content: progressContent(turn, { state: "queued", position }),
+      components: cancelComponents(turn.id, { state: "queued", position }),
       ...(replyTo ? { reply: { messageReference: replyTo, failIfNotExists: false } } : {}),
       allowedMentions: NO_MENTIONS,
       nonce: turnNonce(turn.id),
@@ -157,6 +159,7 @@ export class DiscordDelivery {
     if (!meta) return;
     const body = {
       content: progressContent(turn, status),
+      components: cancelComponents(turn.id, status),
       allowedMentions: NO_MENTIONS,
       ...(preview && status.state === "drawing" && status.preview
         ? await previewFiles(turn, status.preview, preview)

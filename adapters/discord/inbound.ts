@@ -16,6 +16,7 @@ import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
 import { ANSWERED, buttonImage, buttonIntent, NOT_YOURS, userMessage } from "../shared/inbound.ts";
 import type { InboxWorker } from "../shared/inbox.ts";
+import { TURN_ID } from "../shared/render.ts";
 import { usageText } from "../shared/usage.ts";
 import {
   acknowledgeInteraction,
@@ -174,6 +175,8 @@ export class DiscordInbound {
         guard("button", () => this.#onButton(interaction));
       else if (interaction.isButton() && decodeConfirmId(interaction.customId))
         guard("confirm", () => this.#onConfirm(interaction));
+      else if (interaction.isButton() && interaction.customId.startsWith("tcx:"))
+        guard("cancel", () => this.#onCancel(interaction));
     });
     this.#client.on(Events.MessageCreate, (message) => {
       guard("message", () => this.#onMessage(fromMessage(message)));
@@ -318,6 +321,25 @@ export class DiscordInbound {
     // The answer first: the work that follows edits this same message (a /imagine's reply) into the image.
     const confirmed = await this.#worker.confirm(target.entryId);
     await answered(confirmed ? "✔ Drawing it." : `✖ ${ANSWERED}`);
+  }
+
+  /**
+   * Cancel on a turn's status: done before the acknowledgement (one update), which then changes nothing — the
+   * engine's delivery shows the turn canceled. A refusal is said privately.
+   */
+  async #onCancel(interaction: ButtonInteraction): Promise<void> {
+    const turnId = interaction.customId.slice("tcx:".length);
+    if (!TURN_ID.test(turnId)) return;
+    try {
+      if (!(await this.#serves(interaction.guildId ?? "", interaction.channelId))) throw notEnabled();
+      await this.#engine.cancel(turnId, interaction.user.id);
+    } catch (error) {
+      await this.#replyEphemeral(interaction, error, "cancel");
+      return;
+    }
+    await interaction
+      .deferUpdate()
+      .catch((error: unknown) => this.#log.warn({ err: error }, "could not acknowledge a cancel"));
   }
 
   // -------------------------------------------------------------------------------------------------------

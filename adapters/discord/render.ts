@@ -3,6 +3,7 @@ import { fileExtension, type ImageRecord, type OutputFormat, type Turn } from ".
 import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
 import {
+  cancelable,
   failureReason,
   isolateBidi,
   LATE_NOTE,
@@ -196,6 +197,24 @@ export function describeTurn(turn: Pick<Turn, "kind" | "prompt" | "params">): st
     case "select":
       return "👉 Continue from a chosen image";
   }
+}
+
+/** The Cancel button on a turn still queued or running (`tcx:<turn id>`); none once it is done. */
+export function cancelComponents(turnId: string, status: StatusLine): ActionRowJson[] {
+  if (!cancelable(status)) return [];
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        {
+          type: ComponentType.Button,
+          style: ButtonStyle.Danger,
+          label: "Cancel",
+          custom_id: `tcx:${turnId}`,
+        },
+      ],
+    },
+  ];
 }
 
 /** A turn that is still queued or running: what was asked, by whom, and how it is going. */

@@ -30,6 +30,14 @@ export function statusText(status: StatusLine): string {
   }
 }
 
+/** Whether a turn with this status can still be canceled (a Cancel button is shown with it). */
+export function cancelable(status: StatusLine): boolean {
+  return status.state === "queued" || status.state === "drawing" || status.state === "retrying";
+}
+
+/** A turn id, as a Cancel button carries it: anything else is not one of ours. */
+export const TURN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** The status line an engine progress event puts on the turn's message. */
 export function progressStatus(event: ProgressEvent): StatusLine {
   switch (event.type) {

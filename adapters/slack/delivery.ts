@@ -207,7 +207,7 @@ export class SlackDelivery {
     if (!ts) return;
     const isRoot = meta.rootIsOurs && ts === meta.rootTs;
     const message = isRoot
-      ? rootMessage({ userId: turn.userId, prompt: turn.prompt, params: turn.params }, status)
+      ? rootMessage({ userId: turn.userId, prompt: turn.prompt, params: turn.params }, status, turn.id)
       : turnStatusMessage(turn, status);
     const edit = () => this.#client.chat.update({ channel: meta.channel, ts, ...message });
     if (kind === "final") await withRateLimits(edit);

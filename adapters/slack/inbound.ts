@@ -2,19 +2,21 @@ import type { App } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ThreadKey } from "../../src/domain.ts";
-import type { AppError } from "../../src/errors.ts";
+import { AppError, asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, ImageInput, InboxEntry, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
 import { ANSWERED, type ButtonAction, buttonIntent, NOT_YOURS, userMessage } from "../shared/inbound.ts";
 import type { InboxWorker } from "../shared/inbox.ts";
+import { TURN_ID } from "../shared/render.ts";
 import { usageText } from "../shared/usage.ts";
 import { respondPrivately, withRateLimits } from "./client.ts";
 import type { SlackDelivery } from "./delivery.ts";
 import { downloadSlackImage, type SlackFile } from "./files.ts";
 import {
   buttonActionOf,
+  CANCEL_ACTION,
   CONFIRM_ACTION,
   confirmBlocks,
   DECLINE_ACTION,
@@ -231,6 +233,27 @@ export class SlackInbound {
 
     this.#registerConfirmations(app);
 
+    // Cancel on a turn's status: done before the acknowledgement (one update); a refusal is said privately.
+    app.action(CANCEL_ACTION, async ({ action, ack, body, respond }) => {
+      const turnId = (action as { value?: string }).value ?? "";
+      const where = body as { team?: { id?: string } | null; channel?: { id?: string } };
+      try {
+        if (!TURN_ID.test(turnId)) throw new AppError("turn_not_found", `bad turn id ${turnId}`);
+        if (!this.#allowed(where.team?.id ?? "", where.channel?.id ?? "")) throw notEnabled();
+        await this.#options.engine.cancel(turnId, body.user.id);
+      } catch (error) {
+        if (asAppError(error).code === "internal") throw error; // not acknowledged: Slack shows the failure
+        await ack();
+        await respond({
+          response_type: "ephemeral",
+          replace_original: false,
+          text: `✖ ${userMessage(error, log, "cancel")}`,
+        }).catch((failure: unknown) => log.warn({ err: failure }, "could not say why a cancel was refused"));
+        return;
+      }
+      await ack();
+    });
+
     app.action(/^tc_/, async ({ action, ack, body }) => {
       const actionId = (action as { action_id: string }).action_id;
       const value = decodeButtonValue((action as { value?: string }).value);
@@ -360,7 +383,7 @@ export class SlackInbound {
     const { engine, threads } = this.#options;
     const { prompt, params } = parseImagineText(command.text);
     const threadKey = slackCommandThreadKey(command.team, command.channel, command.triggerId);
-    await engine.submit({
+    const { turn } = await engine.submit({
       threadKey,
       kind: "generate",
       prompt,
@@ -381,6 +404,7 @@ export class SlackInbound {
       userId: command.user,
       prompt,
       params,
+      turnId: turn.id,
     };
     void threads.rooted(threadKey, root).catch(() => {});
   }

@@ -2,6 +2,7 @@ import type { ImageParams, ImageRecord, Thread, Turn } from "../../src/domain.ts
 import { describeParams } from "../../src/request/flags.ts";
 import type { ButtonAction } from "../shared/inbound.ts";
 import {
+  cancelable,
   failureReason,
   isolateBidi,
   LATE_NOTE,
@@ -65,6 +66,7 @@ function echo(prompt: string, max: number): string {
 export function rootMessage(
   request: { userId: string; prompt: string; params: Partial<ImageParams> },
   status: StatusLine,
+  turnId?: string,
 ) {
   const params = describeParams(request.params);
   const text = `<@${request.userId}> asked for “${echo(request.prompt, 2800)}”`;
@@ -76,14 +78,26 @@ export function rootMessage(
         type: "context",
         elements: [{ type: "mrkdwn", text: [params, statusText(status)].filter(Boolean).join("  ·  ") }],
       },
+      ...(turnId ? cancelBlock(turnId, status) : []),
     ],
   };
 }
 
 /** A status reply for a turn inside a thread (edits, variations, undo …). */
 export function turnStatusMessage(turn: Turn, status: StatusLine) {
-  const what = describeTurn(turn);
-  return { text: `${what} — ${statusText(status)}` };
+  const text = `${describeTurn(turn)} — ${statusText(status)}`;
+  // Blocks every time: an update without them would keep the Cancel button of the one before.
+  return {
+    text,
+    blocks: [{ type: "section", text: { type: "mrkdwn", text } }, ...cancelBlock(turn.id, status)],
+  };
+}
+
+/** The action id of the Cancel button on a turn's status; its value is the turn id. */
+export const CANCEL_ACTION = "tcx_cancel";
+
+function cancelBlock(turnId: string, status: StatusLine) {
+  return cancelable(status) ? [{ type: "actions", elements: [button("Cancel", CANCEL_ACTION, turnId)] }] : [];
 }
 
 export function describeTurn(turn: Turn): string {

@@ -38,6 +38,8 @@ export interface NewRoot {
   userId: string;
   prompt: string;
   params: Partial<ImageParams>;
+  /** The first turn, whose Cancel button the root carries while it is queued. */
+  turnId?: string;
 }
 
 /** A thread rooted at a message: a mention's thread by its key, a /imagine thread by its alias. */
@@ -138,6 +140,7 @@ export class SlackThreads {
         userId: first.userId,
         prompt: first.prompt,
         params: first.params,
+        turnId: first.id,
       }));
     return this.#recordRoot(thread.key, meta, rootTs);
   }
@@ -146,7 +149,7 @@ export class SlackThreads {
     const posted = await withRateLimits(() =>
       this.#posts.chat.postMessage({
         channel: root.channel,
-        ...rootMessage(root, { state: "queued", position: 0 }),
+        ...rootMessage(root, { state: "queued", position: 0 }, root.turnId),
         metadata: { event_type: ROOT_EVENT_TYPE, event_payload: { thread_key: threadKey } },
       }),
     );

@@ -79,6 +79,8 @@ export interface EngineOptions {
    * Null (the default here): never ask.
    */
   confirmAboveUsd?: number | null;
+  /** How often a running turn looks whether it was canceled from another process. */
+  cancelPollMs?: number;
 }
 
 /** The turns that call the provider: what costs money, and what limits and budgets count. */
@@ -125,6 +127,8 @@ export class Engine implements ConversationEngine {
   readonly #observers = new Map<Platform, TurnObserver>();
   readonly #options: Required<EngineOptions>;
   readonly #providerSlots: LimitFunction;
+  /** Turns this process is running, to abort when they are canceled. */
+  readonly #running = new Map<string, AbortController>();
 
   constructor(deps: {
     store: ConversationStore;
@@ -152,6 +156,7 @@ export class Engine implements ConversationEngine {
       budgets: [],
       models: { image: "gpt-image-2", think: "gpt-5.5" },
       confirmAboveUsd: null,
+      cancelPollMs: 2_000,
       ...deps.options,
     };
     this.#providerSlots = pLimit(this.#options.providerConcurrency);
@@ -366,8 +371,10 @@ export class Engine implements ConversationEngine {
       return;
     }
     this.#progress({ type: "running", turn: started });
+    const cancel = this.#watchForCancel(started.id);
     try {
-      const outcome = await this.#execute(started, attempt.signal);
+      const outcome = await this.#execute(started, AbortSignal.any([attempt.signal, cancel.signal]));
+      // Completing a turn canceled meanwhile changes nothing: it stays canceled (and what was billed, billed).
       finished = (await this.#store.completeTurn(started.id, outcome)).turn;
       log.info(
         {
@@ -378,6 +385,12 @@ export class Engine implements ConversationEngine {
         "turn succeeded",
       );
     } catch (thrown) {
+      if (cancel.signal.aborted && !attempt.signal.aborted) {
+        log.info("turn canceled while it ran; its provider call was aborted");
+        finished = (await this.#store.getTurn(started.id)) ?? started;
+        await this.#deliverOrGiveUp(finished, log, false, attempt);
+        return;
+      }
       if (attempt.signal.aborted) {
         // Shutting down (or the queue gave up on this attempt): the turn stays running and its job runs again.
         log.warn("turn interrupted; it will run again");
@@ -396,8 +409,68 @@ export class Engine implements ConversationEngine {
       }
       log.warn({ code: error.code, err: error }, "turn failed");
       finished = await this.#store.failTurn(started.id, error.code, error.userMessage);
+    } finally {
+      cancel.stop();
     }
     await this.#deliverOrGiveUp(finished, log, false, attempt);
+  }
+
+  /**
+   * Cancels a turn for `userId`, who asked for it or is an admin. Queued, it will not run (nothing is billed);
+   * running, its provider call is aborted — here at once, in another process within `cancelPollMs` — and what
+   * was billed stays in the ledger. Throws an AppError to show the person when it cannot be canceled.
+   */
+  async cancel(turnId: string, userId: string): Promise<Turn> {
+    const turn = await this.#store.getTurn(turnId);
+    if (!turn) {
+      throw new AppError("turn_not_found", `turn ${turnId} does not exist`, {
+        userMessage: "That request is not known here any more.",
+      });
+    }
+    if (turn.userId !== userId && !this.#options.unlimited(platformOf(turn.threadKey), userId)) {
+      throw new AppError("cancel_refused", `${userId} may not cancel turn ${turn.id}`, {
+        userMessage: "Only the person who asked, or an admin, can cancel it.",
+      });
+    }
+    const canceled = await this.#store.failTurn(turn.id, "canceled", `Canceled by <@${userId}>.`, "canceled");
+    if (canceled.status !== "canceled" || canceled.errorCode !== "canceled") {
+      throw new AppError("cancel_refused", `turn ${turn.id} is ${canceled.status}`, {
+        userMessage: "Too late to cancel: it has finished.",
+      });
+    }
+    const log = this.#logger.child({ turnId: turn.id, thread: turn.threadKey });
+    log.info({ by: userId, was: turn.status }, "turn canceled");
+    const running = this.#running.get(turn.id);
+    if (running) running.abort();
+    else if (turn.status === "queued") {
+      // Shown now rather than when its job comes up behind the thread's other turns; that job only redelivers.
+      void this.#deliver(canceled, log, true, new AbortController().signal).catch((error: unknown) =>
+        log.warn({ err: error }, "could not show the cancel yet; it is shown when the turn's job runs"),
+      );
+    }
+    return canceled;
+  }
+
+  /** Aborts when the turn is canceled: by `cancel` in this process, or seen in the store (another process). */
+  #watchForCancel(turnId: string): { signal: AbortSignal; stop(): void } {
+    const controller = new AbortController();
+    this.#running.set(turnId, controller);
+    const poll = setInterval(() => {
+      this.#store
+        .getTurn(turnId)
+        .then((turn) => {
+          if (turn?.status === "canceled") controller.abort();
+        })
+        .catch(() => {});
+    }, this.#options.cancelPollMs);
+    poll.unref();
+    return {
+      signal: controller.signal,
+      stop: () => {
+        clearInterval(poll);
+        this.#running.delete(turnId);
+      },
+    };
   }
 
   /**
