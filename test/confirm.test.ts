@@ -161,8 +161,40 @@ describe("Slack", () => {
     await settle();
     expect(h.fake.requests).toEqual([]);
     await click(ephemeral, "tcq_confirm").send();
-    await waitUntil(() => h.fake.requests.length === 1, "the edit drawn", 20_000);
+    await waitUntil(() => h.fake.requests[0]?.body.prompt !== undefined, "the edit sent", 20_000);
     expect(h.fake.requests[0]?.body).toMatchObject({ size: "3840x2160", quality: "high" });
+  });
+
+  it("a costly button (Variations of a five-image result) asks privately too, and draws once confirmed", async () => {
+    const text = `five posters ${BIG.replace("--n 6", "--n 5")}`;
+    await click(await asked(text), "tcq_confirm").send();
+    const root = await waitUntil(() => roots("five posters")[0], "the image");
+    await waitUntil(() => slack.message("C0001", root.ts)?.text.includes("Done"), "done", 20_000);
+    const withButtons = await waitUntil(
+      () =>
+        slack
+          .messages("C0001", root.ts)
+          .find(
+            (m) => m.user === slack.botUserId && JSON.stringify(m.blocks ?? []).includes('"tc_variations'),
+          ),
+      "the result's buttons",
+    );
+    const actionId =
+      JSON.stringify(withButtons.blocks).match(/"action_id":"(tc_variations[^"]*)"/)?.[1] ?? "";
+    h.fake.reset();
+    const count = slack.ephemerals.length;
+    const ack = await slack.sendInteraction(
+      url,
+      slack.blockActions({ channel: "C0001", messageTs: withButtons.ts, actionId, user: "U0001" }),
+    );
+    expect(ack.ok).toBe(true);
+    const ephemeral = await waitUntil(() => slack.ephemerals.slice(count)[0], "the question");
+    expect(ephemeral.text).toMatch(/^Draw it for about \$\d+\.\d\d\?$/);
+    await settle();
+    expect(h.fake.requests).toEqual([]);
+    await click(ephemeral, "tcq_confirm").send();
+    await waitUntil(() => h.fake.requests[0]?.body.prompt !== undefined, "the variations sent", 20_000);
+    expect(h.fake.requests[0]?.body).toMatchObject({ n: "5", quality: "high" }); // multipart: as sent
   });
 
   it("a request estimated below the threshold is drawn without asking", async () => {
@@ -239,9 +271,40 @@ describe("Discord", () => {
       (asking.components[0] as { components: Array<{ custom_id: string }> }).components[0]?.custom_id ?? "";
     const yes = discord.clickButton({ messageId: asking.id, customId: drawIt, user: "alice" });
     expect((await yes.waitForAck()).type).toBe(7);
-    await discord.waitFor(() => h.fake.requests.length === 1, 20_000, "the edit drawn");
+    await discord.waitFor(() => h.fake.requests[0]?.body.prompt !== undefined, 20_000, "the edit sent");
     expect(h.fake.requests[0]?.body).toMatchObject({ size: "3840x2160", quality: "high" });
     expect(discord.message(asking.id)?.content).toBe("✔ Drawing it.");
+  });
+
+  it("a costly button (Variations of a five-image result) asks the clicker privately", async () => {
+    const handle = discord.slashCommand({
+      name: "imagine",
+      options: { prompt: `five bells ${BIG.replace("--n 6", "--n 5")}` },
+      user: "alice",
+    });
+    const asking = await handle.waitForOriginal((m) => m.components.length > 0, 20_000);
+    const drawIt =
+      (asking.components[0] as { components: Array<{ custom_id: string }> }).components[0]?.custom_id ?? "";
+    await discord.clickButton({ messageId: asking.id, customId: drawIt, user: "alice" }).waitForAck();
+    const result = await handle.waitForOriginal((m) => m.attachments.length === 5, 20_000);
+    const variations =
+      (result.components[0] as { components: Array<{ custom_id: string; label: string }> }).components.find(
+        (b) => b.label === "Variations",
+      )?.custom_id ?? "";
+    h.fake.reset();
+    const click = discord.clickButton({ messageId: result.id, customId: variations, user: "bob" });
+    expect((await click.waitForAck()).type).toBe(6);
+    const [question] = await click.waitForFollowUps(1, 20_000);
+    expect(question?.flags).toBe(MessageFlags.Ephemeral);
+    expect(question?.content).toMatch(/^Draw it for about \$\d+\.\d\d\?$/);
+    await settle();
+    expect(h.fake.requests).toEqual([]);
+    if (!question) throw new Error("no question");
+    const yes = (question.components[0] as { components: Array<{ custom_id: string }> }).components[0]
+      ?.custom_id;
+    await discord.clickButton({ messageId: question.id, customId: yes ?? "", user: "bob" }).waitForAck();
+    await discord.waitFor(() => h.fake.requests[0]?.body.prompt !== undefined, 20_000, "the variations sent");
+    expect(h.fake.requests[0]?.body).toMatchObject({ n: "5", quality: "high" }); // multipart: as sent
   });
 
   it("Cancel draws nothing", async () => {

@@ -102,7 +102,7 @@ describe("budgets", () => {
     await expect(refused).rejects.toMatchObject({
       code: "budget_exceeded",
       userMessage: expect.stringMatching(
-        /^That would go over your daily budget: \$0\.75 of \$1\.00 is used today, and this needs about \$0\.30\. It resets at midnight UTC, (\d+ h )?\d+ min from now\.$/,
+        /^That would go over your daily budget: \$0\.75 of \$1\.00 is used today, and this needs about \$0\.30\. It resets at midnight UTC, (\d+ h \d+ min|\d+ h|\d+ min) from now\.$/,
       ),
     });
     expect(await turnCount(where)).toBe(1);

@@ -56,10 +56,10 @@ export interface SlackInboundOptions {
   access: AccessPolicy;
 }
 
-/** What a person's message asks for: a new thread (a mention) or an edit (a reply in one of our threads). */
 const CANVAS_HELP =
   "`/canvas usage`: what you, this channel and this workspace have spent, against the budgets.";
 
+/** What a person's message asks for: a new thread (a mention) or an edit (a reply in one of our threads). */
 interface MessageRequest {
   team: string;
   channel: string;

@@ -13,7 +13,6 @@ import {
   type Thread,
   type ThreadKey,
   type Turn,
-  type TurnKind,
   type UsageEntry,
 } from "../domain.ts";
 import { AppError, asAppError } from "../errors.ts";
@@ -21,7 +20,6 @@ import type { Logger } from "../logger.ts";
 import type {
   BlobStore,
   BudgetCap,
-  CallLedger,
   ConversationEngine,
   ConversationStore,
   FinishedEvent,
@@ -42,10 +40,9 @@ import type {
   UsageAnswer,
   UsageQuery,
 } from "../ports.ts";
-import { estimateTurnUsd } from "../provider/pricing.ts";
 import { checkParams, checkPrompt } from "../request/checks.ts";
-import { usd } from "../words.ts";
 import { detectFormat, imageSize } from "./image-checks.ts";
+import { askIfCostly, ledgerFor, limitsFor, turnEstimate } from "./spending.ts";
 
 export interface EngineOptions {
   /** A turn that failed retryably this many times fails for good (crashed attempts count). */
@@ -83,9 +80,6 @@ export interface EngineOptions {
   cancelPollMs?: number;
 }
 
-/** The turns that call the provider: what costs money, and what limits and budgets count. */
-const DRAWING_KINDS: readonly TurnKind[] = ["generate", "edit", "variation"];
-
 type ImageSize = { width: number; height: number };
 
 /** A valid intent, ready to record: its prompt and parameters, and the sizes of the images it will send. */
@@ -114,9 +108,10 @@ const VARIATION_INSTRUCTION =
  *
  * Longer than our usual ~400 lines on purpose: submitting and running are two halves of one contract (what
  * `submit` accepts is exactly what `runTurn` can run: the same base image, the same inherited parameters), and
- * keeping them in one class keeps those rules side by side. The two sweeps at the end (late deliveries, turns
- * the queue gave up on) finish what `runTurn` could not, with its private delivery rules; they are the first
- * thing to move out if the class grows further.
+ * keeping them in one class keeps those rules side by side. The money rules (estimates, limits, the question
+ * before a costly turn, the ledger of each call) are in `spending.ts`. Cancel and the two sweeps at the end (late
+ * deliveries, turns the queue gave up on) finish or stop what `runTurn` started, with its private delivery rules;
+ * they are the next thing to move out (the class is past 750 lines).
  */
 export class Engine implements ConversationEngine {
   readonly #store: ConversationStore;
@@ -175,21 +170,9 @@ export class Engine implements ConversationEngine {
     const thread = await this.#store.getThread(intent.threadKey);
     const prepared = await this.#prepare(intent, thread);
     const references = await this.#storeReferences(intent.referenceImages ?? []);
-    const estimateUsd = DRAWING_KINDS.includes(intent.kind)
-      ? estimateTurnUsd({
-          params: prepared.params,
-          promptChars: prepared.prompt.length,
-          inputs: [...prepared.inputs, ...references.sizes],
-          imageModel: this.#options.models.image,
-          thinkModel: this.#options.models.think,
-        })
-      : 0;
-    const askAbove = this.#options.confirmAboveUsd;
-    if (askAbove !== null && estimateUsd > askAbove && !intent.confirmed) {
-      throw new AppError("confirmation_needed", `estimate ${estimateUsd} is above ${askAbove}`, {
-        userMessage: `Draw it for about ${usd(estimateUsd)}?`,
-      });
-    }
+    const inputs = [...prepared.inputs, ...references.sizes];
+    const estimateUsd = turnEstimate(intent.kind, { ...prepared, inputs }, this.#options);
+    askIfCostly(intent, estimateUsd, this.#options);
 
     const { turn, created } = await this.#store.recordTurn(
       {
@@ -208,7 +191,7 @@ export class Engine implements ConversationEngine {
         },
         ...(intent.place ? { place: intent.place } : {}),
         estimateUsd,
-        ...this.#limits(intent),
+        ...limitsFor(intent, platformOf(intent.threadKey), this.#options),
       },
       (recorded, tx) => this.#queue.enqueue({ turnId: recorded.id, threadKey: recorded.threadKey }, tx),
     );
@@ -221,14 +204,6 @@ export class Engine implements ConversationEngine {
       log.info("duplicate request ignored (idempotency key seen before)");
     }
     return { turn, created, position };
-  }
-
-  /** The limits this intent is recorded under: for drawing turns of people who are not admins. */
-  #limits(intent: Intent): { hourlyLimit?: number; budgets?: readonly BudgetCap[] } {
-    if (!DRAWING_KINDS.includes(intent.kind)) return {};
-    if (this.#options.unlimited(platformOf(intent.threadKey), intent.userId)) return {};
-    const limit = this.#options.turnsPerUserHour;
-    return { ...(limit ? { hourlyLimit: limit } : {}), budgets: this.#options.budgets };
   }
 
   /** Validates the intent against the thread as it is now; throws AppError and writes nothing when invalid. */
@@ -531,7 +506,7 @@ export class Engine implements ConversationEngine {
     const onPartialImage = (partial: { index: number; bytes: Buffer; format: OutputFormat }) =>
       this.#progress({ type: "partial", turn, partial });
     const asker = safetyIdentifier(platformOf(turn.threadKey), turn.userId);
-    const ledger = this.#ledgerFor(turn);
+    const ledger = ledgerFor(turn, this.#store);
 
     switch (turn.kind) {
       case "generate": {
@@ -588,17 +563,6 @@ export class Engine implements ConversationEngine {
         return noImages({ imageId: target.id }, thread.headImageId);
       }
     }
-  }
-
-  /** The turn's side of the bill: every request the provider sends for it is a ledger row charged to it. */
-  #ledgerFor(turn: Turn): CallLedger {
-    // A think turn sends one request per image: one that never answered may cost its share of the estimate.
-    const share = turn.params.think ? turn.estimateUsd / turn.params.n : turn.estimateUsd;
-    const estimateUsd = Math.ceil(share * 1e6) / 1e6;
-    return {
-      open: (request) => this.#store.openCall({ ...request, turnId: turn.id, estimateUsd }),
-      settle: (clientRequestId, outcome) => this.#store.settleCall(clientRequestId, outcome),
-    };
   }
 
   /** A variation asked for before its image existed has no prompt of its own yet: take the image's. */
