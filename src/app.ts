@@ -1,4 +1,5 @@
 import path from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
 import { sql } from "drizzle-orm";
 import { AccessPolicy } from "./access.ts";
 import type { Config } from "./config.ts";
@@ -9,7 +10,7 @@ import type { Logger } from "./logger.ts";
 import type { ImageProvider } from "./ports.ts";
 import { createOpenAIImageProvider } from "./provider/openai-images.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "./queue/job-queue.ts";
-import { FsBlobStore } from "./store/blob-store.ts";
+import { FsBlobStore, S3BlobStore } from "./store/blob-store.ts";
 import { PostgresConversationStore } from "./store/conversation-store.ts";
 import { type DbHandle, openDatabase } from "./store/database.ts";
 import { PostgresInbox } from "./store/inbox-store.ts";
@@ -55,7 +56,16 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
   try {
     await database.migrate();
     const store = new PostgresConversationStore(database.db);
-    const blobs = new FsBlobStore(path.join(config.dataDir, "blobs"));
+    const blobs = config.s3
+      ? new S3BlobStore({
+          bucket: config.s3.bucket,
+          client: new S3Client({
+            ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
+            ...(config.s3.region ? { region: config.s3.region } : {}),
+            forcePathStyle: config.s3.forcePathStyle,
+          }),
+        })
+      : new FsBlobStore(path.join(config.dataDir, "blobs"));
     const provider =
       overrides.provider ??
       createOpenAIImageProvider(

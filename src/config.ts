@@ -95,12 +95,13 @@ const EnvSchema = z.object({
     message: "must start with postgres:// or postgresql:// (leave it unset to use the embedded database)",
   }),
   DATA_DIR: optionalString,
-  BLOB_STORE: oneOf(["fs", "s3"], "fs").refine((value) => value !== "s3", {
-    message: "s3 is not available in this version yet; use fs (the default)",
-  }),
+  BLOB_STORE: oneOf(["fs", "s3"], "fs"),
   S3_BUCKET: optionalString,
   S3_ENDPOINT: httpUrl("e.g. https://s3.eu-west-1.amazonaws.com"),
   S3_REGION: optionalString,
+  S3_FORCE_PATH_STYLE: oneOf(["true", "false", "1", "0"], "false").transform(
+    (v) => v === "true" || v === "1",
+  ),
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: httpUrl("e.g. http://127.0.0.1:4010/v1"),
   IMAGE_MODEL: optionalString.transform((value) => value ?? "gpt-image-2"),
@@ -168,6 +169,9 @@ function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions):
   if (slackExtras.length > 0 && !isSet("SLACK_BOT_TOKEN")) {
     problems.push(`SLACK_BOT_TOKEN is required when ${slackExtras.join(" or ")} is set`);
   }
+  if (String(blankAsUnset(env.BLOB_STORE) ?? "").toLowerCase() === "s3" && !isSet("S3_BUCKET")) {
+    problems.push("S3_BUCKET is required with BLOB_STORE=s3 (the bucket every process keeps images in)");
+  }
   if (isSet("DISCORD_GUILD_ID") && !isSet("DISCORD_TOKEN")) {
     problems.push("DISCORD_TOKEN is required when DISCORD_GUILD_ID is set");
   }
@@ -183,7 +187,14 @@ function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions):
 export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
-  blobStore: "fs";
+  blobStore: "fs" | "s3";
+  /** With `BLOB_STORE=s3`: the bucket, and where it is; credentials come from the AWS SDK's own chain. */
+  s3: {
+    bucket: string;
+    endpoint: string | undefined;
+    region: string | undefined;
+    forcePathStyle: boolean;
+  } | null;
   openai: { apiKey: string | undefined; baseUrl: string | undefined; imageModel: string; thinkModel: string };
   slack: {
     botToken: string;
@@ -237,7 +248,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
   return {
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DATA_DIR ?? "./.threadcanvas"),
-    blobStore: "fs",
+    blobStore: e.BLOB_STORE,
+    s3:
+      e.BLOB_STORE === "s3" && e.S3_BUCKET
+        ? {
+            bucket: e.S3_BUCKET,
+            endpoint: e.S3_ENDPOINT,
+            region: e.S3_REGION,
+            forcePathStyle: e.S3_FORCE_PATH_STYLE,
+          }
+        : null,
     openai: {
       apiKey: e.OPENAI_API_KEY,
       baseUrl: e.OPENAI_BASE_URL,

@@ -7,6 +7,7 @@ const DEFAULTS: Config = {
   databaseUrl: undefined,
   dataDir: path.resolve("./.threadcanvas"),
   blobStore: "fs",
+  s3: null,
   openai: { apiKey: undefined, baseUrl: undefined, imageModel: "gpt-image-2", thinkModel: "gpt-5.5" },
   slack: null,
   discord: null,
@@ -34,6 +35,7 @@ const FULL_ENV = {
   S3_BUCKET: "images",
   S3_ENDPOINT: "https://s3.eu-west-1.amazonaws.com",
   S3_REGION: "eu-west-1",
+  S3_FORCE_PATH_STYLE: "true",
   OPENAI_API_KEY: "sk-test-123",
   OPENAI_BASE_URL: "http://127.0.0.1:4010/v1",
   IMAGE_MODEL: "gpt-image-2-2026-04-21",
@@ -92,6 +94,7 @@ describe("loadConfig", () => {
       databaseUrl: "postgres://bot:pw@db.internal:5432/threadcanvas",
       dataDir: "/var/lib/threadcanvas",
       blobStore: "fs",
+      s3: null,
       openai: {
         apiKey: "sk-test-123",
         baseUrl: "http://127.0.0.1:4010/v1",
@@ -269,11 +272,18 @@ describe("loadConfig", () => {
     ]);
   });
 
-  it("explains that s3 blob storage is not available yet, and rejects other stores", () => {
+  it("takes BLOB_STORE=s3 with its bucket, and says the bucket is missing without one", () => {
     expect(problems(configError({ BLOB_STORE: "s3" }))).toEqual([
-      "BLOB_STORE s3 is not available in this version yet; use fs (the default)",
+      "S3_BUCKET is required with BLOB_STORE=s3 (the bucket every process keeps images in)",
     ]);
+    expect(loadConfig({ BLOB_STORE: "S3", S3_BUCKET: "images" })).toMatchObject({
+      blobStore: "s3",
+      s3: { bucket: "images", endpoint: undefined, region: undefined, forcePathStyle: false },
+    });
     expect(problems(configError({ BLOB_STORE: "gcs" }))).toEqual(["BLOB_STORE must be one of fs, s3"]);
+    expect(problems(configError({ S3_FORCE_PATH_STYLE: "yes" }))).toEqual([
+      "S3_FORCE_PATH_STYLE must be one of true, false, 1, 0",
+    ]);
     expect(loadConfig({ BLOB_STORE: "FS" }).blobStore).toBe("fs");
   });
 

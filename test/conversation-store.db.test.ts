@@ -1,13 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { sql } from "drizzle-orm";
 import { fromPglite, PgBoss } from "pg-boss";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DEFAULT_PARAMS, type Turn, type UsageEntry } from "../src/domain.ts";
 import type { NewImage, NewTurn, SqlExecutor, TurnOutcome } from "../src/ports.ts";
-import { FsBlobStore, sha256Hex } from "../src/store/blob-store.ts";
+import { sha256Hex } from "../src/store/blob-store.ts";
 import { PostgresConversationStore } from "../src/store/conversation-store.ts";
 import { countAppliedMigrations } from "../src/store/database.ts";
 import { openTestDatabase, type TestDatabase } from "./support/database.ts";
@@ -660,28 +657,5 @@ describe("database", () => {
     await h.migrate();
     expect(await countAppliedMigrations(h.db)).toBe(before);
     expect(await count(sql`select count(*) from threads`)).toBeGreaterThan(0); // data untouched
-  });
-});
-
-describe("FsBlobStore", () => {
-  test("stores bytes once by their SHA-256", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "tc-blobs-"));
-    try {
-      const blobs = new FsBlobStore(root);
-      const bytes = randomBytes(64 * 1024);
-      const sha = await blobs.put(bytes);
-      expect(sha).toBe(sha256Hex(bytes));
-      expect(await blobs.put(Uint8Array.from(bytes))).toBe(sha);
-      const files = (await readdir(root, { recursive: true, withFileTypes: true })).filter((entry) =>
-        entry.isFile(),
-      );
-      expect(files.map((entry) => entry.name)).toEqual([sha]);
-      expect(Buffer.compare(await blobs.get(sha), bytes)).toBe(0);
-      expect(await blobs.has(sha)).toBe(true);
-      expect(await blobs.has(sha256Hex(randomBytes(8)))).toBe(false);
-      expect(() => blobs.pathOf("../etc/passwd")).toThrow(/not a sha256/);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
   });
 });
