@@ -110,7 +110,12 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       inbox: new PostgresInbox(database.db),
       access,
       database,
-      routes: operationalRoutes({ store, checkDatabase: () => database.db.execute(sql`select 1`), logger }),
+      routes: operationalRoutes({
+        store,
+        checkDatabase: () => database.db.execute(sql`select 1`),
+        logger,
+        metricsToken: config.metricsToken,
+      }),
       async startWorkers(platforms = PLATFORMS) {
         await queue.work((job, attempt) => engine.runTurn(job, attempt), platforms);
         // Results a platform could not take for long (it was down) go out once it answers again, and a turn

@@ -127,6 +127,7 @@ const EnvSchema = z.object({
     /^(slack:[UW][A-Z0-9]{2,}|discord:\d{17,20})$/,
     "users as slack:<user id> or discord:<user id>, comma-separated",
   ),
+  METRICS_TOKEN: optionalString,
   PORT: wholeNumber(0, 65535, 3000),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
@@ -222,6 +223,8 @@ export interface Config {
   budgets: BudgetCap[];
   /** A turn estimated above this many dollars asks "Draw it for about $X?" first. */
   confirmAboveUsd: number;
+  /** When set, `/metrics` requires `Authorization: Bearer <this>`. */
+  metricsToken: string | undefined;
   /** Who the console adapter records as the author of its turns: the login name (`USER`), else "me". */
   consoleUser: string;
 }
@@ -302,6 +305,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
         : [{ scope: "workspace", period: "month", limitUsd: e.BUDGET_WORKSPACE_MONTHLY_USD } as const]),
     ],
     confirmAboveUsd: e.CONFIRM_ABOVE_USD ?? 0.5,
+    metricsToken: e.METRICS_TOKEN,
     // Part of console thread keys (`console:<user>:<id>`), so only characters that are safe there.
     consoleUser: (env.USER ?? "").replace(/[^A-Za-z0-9_.-]/g, "") || "me",
   };

@@ -19,6 +19,7 @@ const DEFAULTS: Config = {
   turnsPerUserHour: null,
   budgets: [],
   confirmAboveUsd: 0.5,
+  metricsToken: undefined,
   access: {
     slack: { teams: null, channels: null },
     discord: { guilds: null, channels: null },
@@ -57,6 +58,7 @@ const FULL_ENV = {
   BUDGET_CHANNEL_DAILY_USD: "20.50",
   BUDGET_WORKSPACE_MONTHLY_USD: "300",
   CONFIRM_ABOVE_USD: "1.25",
+  METRICS_TOKEN: "scrape-secret",
   SLACK_ALLOWED_TEAMS: "T0123ABCD",
   SLACK_ALLOWED_CHANNELS: "C0123ABCD, G0456EFGH",
   DISCORD_ALLOWED_GUILDS: "1200000000000000001",
@@ -124,6 +126,7 @@ describe("loadConfig", () => {
         { scope: "workspace", period: "month", limitUsd: 300 },
       ],
       confirmAboveUsd: 1.25,
+      metricsToken: "scrape-secret",
       access: {
         slack: { teams: ["T0123ABCD"], channels: ["C0123ABCD", "G0456EFGH"] },
         discord: {

@@ -61,3 +61,33 @@ it("anything else is 404", async () => {
   expect((await get("/slack/events")).status).toBe(404);
   expect((await fetch(`http://127.0.0.1:${server.port}/healthz`, { method: "POST" })).status).toBe(404);
 });
+
+it("with METRICS_TOKEN, /metrics answers only a request bearing it; /healthz stays open", async () => {
+  const store = new PostgresConversationStore(database.db);
+  const guarded = await startHttpServer(
+    0,
+    operationalRoutes({
+      store,
+      checkDatabase: async () => database.db.execute(sql`select 1`),
+      logger: pino({ level: "silent" }),
+      metricsToken: "scrape-secret",
+    }),
+    pino({ level: "silent" }),
+  );
+  try {
+    const at = (path: string, authorization?: string) =>
+      fetch(`http://127.0.0.1:${guarded.port}${path}`, authorization ? { headers: { authorization } } : {});
+    const bare = await at("/metrics");
+    expect(bare.status).toBe(401);
+    expect(bare.headers.get("www-authenticate")).toMatch(/^Bearer/);
+    expect(await bare.text()).not.toContain("threadcanvas_");
+    expect((await at("/metrics", "Bearer wrong")).status).toBe(401);
+    expect((await at("/metrics", "scrape-secret")).status).toBe(401); // not a bearer header
+    const scraped = await at("/metrics", "Bearer scrape-secret");
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain("threadcanvas_turns");
+    expect((await at("/healthz")).status).toBe(200);
+  } finally {
+    await guarded.close();
+  }
+});

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../logger.ts";
@@ -17,6 +18,8 @@ export function operationalRoutes(deps: {
   store: ConversationStore;
   checkDatabase: () => Promise<unknown>;
   logger: Logger;
+  /** `METRICS_TOKEN`: when set, `/metrics` answers only requests that bear it (`Authorization: Bearer …`). */
+  metricsToken?: string | undefined;
 }): HttpRoute[] {
   const send = (res: ServerResponse, status: number, type: string, body: string) => {
     res.writeHead(status, { "content-type": type, "cache-control": "no-store" });
@@ -39,7 +42,12 @@ export function operationalRoutes(deps: {
     {
       path: "/metrics",
       method: "GET",
-      handler: (_req, res) => {
+      handler: (req, res) => {
+        if (deps.metricsToken !== undefined && !bears(req, deps.metricsToken)) {
+          res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="metrics"' });
+          res.end("a bearer token is required\n");
+          return;
+        }
         deps.store.stats().then(
           (stats) => {
             const lines = [
@@ -69,6 +77,13 @@ export function operationalRoutes(deps: {
       },
     },
   ];
+}
+
+/** Whether the request carries `Authorization: Bearer <token>`, compared in constant time. */
+function bears(req: IncomingMessage, token: string): boolean {
+  const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+  const expected = createHash("sha256").update(token).digest();
+  return timingSafeEqual(createHash("sha256").update(given).digest(), expected);
 }
 
 /** A plain HTTP server for the routes; everything else is 404. Resolves once listening. */
