@@ -3,6 +3,10 @@
  * Read this file first. Implementations live in `store/` (PostgreSQL/PGlite through drizzle; image bytes by
  * SHA-256), `queue/` (pg-boss), `provider/` (OpenAI) and `engine/`; `app.ts` wires them. Nothing here imports a
  * platform SDK, a database driver or pg-boss.
+ *
+ * Past our usual ~400 lines on purpose: it is the one page that shows every contract between the parts (the
+ * engine, the provider, the blob store, the queue, the inbox, the store and its ledger), so a reader sees the
+ * whole system's seams without opening the implementations.
  */
 import type {
   BlobRef,

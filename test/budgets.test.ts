@@ -1,20 +1,16 @@
 import { MessageFlags } from "discord.js";
 import { sql } from "drizzle-orm";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DiscordAdapter } from "../adapters/discord/adapter.ts";
-import { registerCommands } from "../adapters/discord/setup.ts";
-import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { DEFAULT_PARAMS, type Platform } from "../src/domain.ts";
 import type { BudgetCap } from "../src/ports.ts";
 import { estimateTurnUsd } from "../src/provider/pricing.ts";
 import { checkParams } from "../src/request/checks.ts";
 import { parseImagineText } from "../src/request/flags.ts";
-import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
-import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import type { FakeDiscord } from "./fakes/discord-server.ts";
+import type { FakeSlack } from "./fakes/slack-server.ts";
+import { type BothPlatforms, startBothPlatforms } from "./support/both-platforms.ts";
 import { showsResult } from "./support/discord-results.ts";
-import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
-import { startSlackBot } from "./support/slack-bot.ts";
+import type { EngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -31,45 +27,26 @@ const CAPS: BudgetCap[] = [
 const SLACK_ADMIN = "U0099";
 const HIGH = "--quality high --ar 1:1";
 
+let both: BothPlatforms;
 let h: EngineHarness;
 let slack: FakeSlack;
-let slackAdapter: SlackAdapter;
 let url = "";
 let discord: FakeDiscord;
-let discordAdapter: DiscordAdapter;
-let discordAdmin = "";
 
 beforeAll(async () => {
-  discord = await startFakeDiscord({ users: ["alice", "bob", "carol", "dave", "erin"] });
-  discordAdmin = discord.users.erin?.id ?? "";
-  h = await startEngineHarness({
-    engine: {
+  both = await startBothPlatforms({
+    discord: { users: ["alice", "bob", "carol", "dave", "erin"] },
+    engine: (fake) => ({
       budgets: CAPS,
       unlimited: (platform, userId) =>
         (platform === "slack" && userId === SLACK_ADMIN) ||
-        (platform === "discord" && userId === discordAdmin),
-    },
+        (platform === "discord" && userId === fake.users.erin?.id),
+    }),
   });
-  slack = await startFakeSlack();
+  ({ h, slack, url, discord } = both);
   for (const id of ["C0003", "C0004", "C0005", "C0006"]) slack.addChannel({ id, name: id.toLowerCase() });
-  ({ adapter: slackAdapter, url } = await startSlackBot(h, slack));
-  await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
-  discordAdapter = new DiscordAdapter({
-    engine: h.engine,
-    inbox: h.inbox,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    token: discord.botToken,
-    apiUrl: discord.apiUrl,
-  });
-  await discordAdapter.start();
 });
-afterAll(async () => {
-  await slackAdapter?.stop();
-  await discordAdapter?.stop();
-  await slack?.close();
-  await discord?.close();
-  await h?.close();
-});
+afterAll(() => both?.close());
 beforeEach(() => {
   h.fake.reset();
 });

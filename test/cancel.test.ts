@@ -1,14 +1,10 @@
 import { MessageFlags } from "discord.js";
 import { sql } from "drizzle-orm";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DiscordAdapter } from "../adapters/discord/adapter.ts";
-import { registerCommands } from "../adapters/discord/setup.ts";
-import type { SlackAdapter } from "../adapters/slack/adapter.ts";
-import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
-import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
-import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
-import { startSlackBot } from "./support/slack-bot.ts";
+import type { FakeDiscord } from "./fakes/discord-server.ts";
+import type { FakeSlack } from "./fakes/slack-server.ts";
+import { type BothPlatforms, startBothPlatforms } from "./support/both-platforms.ts";
+import type { EngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -18,35 +14,17 @@ import { waitUntil } from "./support/wait.ts";
  */
 const REFUSED = "✖ Only the person who asked, or an admin, can cancel it.";
 
+let both: BothPlatforms;
 let h: EngineHarness;
 let slack: FakeSlack;
-let slackAdapter: SlackAdapter;
 let url = "";
 let discord: FakeDiscord;
-let discordAdapter: DiscordAdapter;
 
 beforeAll(async () => {
-  discord = await startFakeDiscord();
-  h = await startEngineHarness();
-  slack = await startFakeSlack();
-  ({ adapter: slackAdapter, url } = await startSlackBot(h, slack));
-  await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
-  discordAdapter = new DiscordAdapter({
-    engine: h.engine,
-    inbox: h.inbox,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    token: discord.botToken,
-    apiUrl: discord.apiUrl,
-  });
-  await discordAdapter.start();
+  both = await startBothPlatforms();
+  ({ h, slack, url, discord } = both);
 });
-afterAll(async () => {
-  await slackAdapter?.stop();
-  await discordAdapter?.stop();
-  await slack?.close();
-  await discord?.close();
-  await h?.close();
-});
+afterAll(() => both?.close());
 beforeEach(() => {
   h.fake.reset();
   h.fake.setLatency(15_000); // OpenAI is still drawing when Cancel is pressed

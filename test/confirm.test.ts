@@ -1,18 +1,14 @@
 import { MessageFlags } from "discord.js";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DiscordAdapter } from "../adapters/discord/adapter.ts";
-import { registerCommands } from "../adapters/discord/setup.ts";
-import type { SlackAdapter } from "../adapters/slack/adapter.ts";
 import { DEFAULT_PARAMS } from "../src/domain.ts";
 import { estimateTurnUsd } from "../src/provider/pricing.ts";
 import { checkParams } from "../src/request/checks.ts";
 import { parseImagineText } from "../src/request/flags.ts";
-import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
-import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import type { FakeDiscord } from "./fakes/discord-server.ts";
+import type { FakeSlack } from "./fakes/slack-server.ts";
 import type { EphemeralRecord } from "./fakes/slack-state.ts";
-import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
-import { startSlackBot } from "./support/slack-bot.ts";
+import { type BothPlatforms, startBothPlatforms } from "./support/both-platforms.ts";
+import type { EngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -25,35 +21,17 @@ const ANSWERED =
 const BIG = "--quality high --ar 1:1 --n 6"; // about $0.75
 const SMALL = "--quality low --ar 1:1"; // about $0.01
 
+let both: BothPlatforms;
 let h: EngineHarness;
 let slack: FakeSlack;
-let slackAdapter: SlackAdapter;
 let url = "";
 let discord: FakeDiscord;
-let discordAdapter: DiscordAdapter;
 
 beforeAll(async () => {
-  discord = await startFakeDiscord();
-  h = await startEngineHarness({ engine: { confirmAboveUsd: 0.5 } });
-  slack = await startFakeSlack();
-  ({ adapter: slackAdapter, url } = await startSlackBot(h, slack));
-  await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
-  discordAdapter = new DiscordAdapter({
-    engine: h.engine,
-    inbox: h.inbox,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    token: discord.botToken,
-    apiUrl: discord.apiUrl,
-  });
-  await discordAdapter.start();
+  both = await startBothPlatforms({ engine: () => ({ confirmAboveUsd: 0.5 }) });
+  ({ h, slack, url, discord } = both);
 });
-afterAll(async () => {
-  await slackAdapter?.stop();
-  await discordAdapter?.stop();
-  await slack?.close();
-  await discord?.close();
-  await h?.close();
-});
+afterAll(() => both?.close());
 beforeEach(() => {
   h.fake.reset();
 });

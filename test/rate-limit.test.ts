@@ -1,14 +1,10 @@
 import { MessageFlags } from "discord.js";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DiscordAdapter } from "../adapters/discord/adapter.ts";
-import { registerCommands } from "../adapters/discord/setup.ts";
-import type { SlackAdapter } from "../adapters/slack/adapter.ts";
-import { type FakeDiscord, startFakeDiscord } from "./fakes/discord-server.ts";
-import { type FakeSlack, startFakeSlack } from "./fakes/slack-server.ts";
+import type { FakeDiscord } from "./fakes/discord-server.ts";
+import type { FakeSlack } from "./fakes/slack-server.ts";
+import { type BothPlatforms, startBothPlatforms } from "./support/both-platforms.ts";
 import { showsResult } from "./support/discord-results.ts";
-import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
-import { startSlackBot } from "./support/slack-bot.ts";
+import type { EngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
 /**
@@ -19,44 +15,24 @@ const REFUSAL =
   "✖ You have started 1 images in the past hour, the most one person may (1). You can start another in 60 minutes.";
 const SLACK_ADMIN = "U0002";
 
+let both: BothPlatforms;
 let h: EngineHarness;
 let slack: FakeSlack;
-let slackAdapter: SlackAdapter;
 let url = "";
 let discord: FakeDiscord;
-let discordAdapter: DiscordAdapter;
-let discordAdmin = "";
 
 beforeAll(async () => {
-  discord = await startFakeDiscord();
-  discordAdmin = discord.users.bob?.id ?? "";
-  h = await startEngineHarness({
-    engine: {
+  both = await startBothPlatforms({
+    engine: (fake) => ({
       turnsPerUserHour: 1,
       unlimited: (platform, userId) =>
         (platform === "slack" && userId === SLACK_ADMIN) ||
-        (platform === "discord" && userId === discordAdmin),
-    },
+        (platform === "discord" && userId === fake.users.bob?.id),
+    }),
   });
-  slack = await startFakeSlack();
-  ({ adapter: slackAdapter, url } = await startSlackBot(h, slack));
-  await registerCommands({ token: discord.botToken, apiUrl: discord.apiUrl });
-  discordAdapter = new DiscordAdapter({
-    engine: h.engine,
-    inbox: h.inbox,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    token: discord.botToken,
-    apiUrl: discord.apiUrl,
-  });
-  await discordAdapter.start();
+  ({ h, slack, url, discord } = both);
 });
-afterAll(async () => {
-  await slackAdapter?.stop();
-  await discordAdapter?.stop();
-  await slack?.close();
-  await discord?.close();
-  await h?.close();
-});
+afterAll(() => both?.close());
 beforeEach(() => {
   h.fake.reset();
 });

@@ -69,7 +69,9 @@ import {
  * 3 s and ephemeral replies; a message's order within its channel, messages from threads discord.js has not
  * cached, read from the raw gateway packet, and those written while no process was connected, read back at
  * start), each in two halves — what is checked before the inbox insert and what is worked from it — that read
- * best side by side.
+ * best side by side. The answers to our own questions and statuses ("Draw it" / Cancel on a confirmation,
+ * Cancel on a turn, `/canvas usage`) sit here too, since they share the serving checks and the private replies;
+ * they are the first part to move into a module of their own if the class grows.
  */
 
 export interface DiscordInboundOptions {

@@ -39,6 +39,10 @@ import {
  * and recording the turn happen after Slack has its answer, and are taken over by another pass if this process
  * dies first. Bad input is answered privately (ephemeral) and records nothing: flags at once, in the
  * acknowledgement; anything found while working through `response_url` or an ephemeral message.
+ *
+ * A little past our usual ~400 lines: besides the four ways in, the answers to our own questions and statuses
+ * (`/canvas usage`, "Draw it" / Cancel on a confirmation, Cancel on a turn) are registered here, beside the
+ * access check and the private replies they share.
  */
 
 export interface SlackInboundOptions {

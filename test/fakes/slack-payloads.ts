@@ -154,44 +154,21 @@ export function blockActions(state: SlackState, input: BlockActionInput): Record
   const found = findButton(message.blocks, input.actionId);
   if (!found && input.value === undefined)
     throw new Error(`fake Slack: message ${input.messageTs} has no button ${input.actionId}`);
-  const user = input.user ?? "U0001";
   const { reactions, ...shown } = message;
-  return {
-    type: "block_actions",
-    user: {
-      id: user,
-      username: state.users.get(user) ?? "someone",
-      name: state.users.get(user) ?? "someone",
-      team_id: state.teamId,
+  return clickPayload(state, {
+    user: input.user ?? "U0001",
+    channel: input.channel,
+    messageTs: message.ts,
+    threadTs: message.thread_ts,
+    ephemeral: false,
+    action: {
+      action_id: input.actionId,
+      block_id: found?.blockId ?? slackId("", 5),
+      text: found?.text ?? { type: "plain_text", text: input.actionId, emoji: true },
+      value: input.value ?? found?.value,
     },
-    api_app_id: state.appId,
-    token: state.verificationToken,
-    container: {
-      type: "message",
-      message_ts: message.ts,
-      channel_id: input.channel,
-      is_ephemeral: false,
-      ...(message.thread_ts ? { thread_ts: message.thread_ts } : {}),
-    },
-    trigger_id: triggerId(),
-    team: { id: state.teamId, domain: state.teamDomain },
-    enterprise: null,
-    is_enterprise_install: false,
-    channel: { id: input.channel, name: state.channels.get(input.channel)?.name ?? "unknown" },
-    message: shown,
-    state: { values: {} },
-    response_url: createResponseUrl(state, { channel: input.channel, user, messageTs: message.ts }),
-    actions: [
-      {
-        type: "button",
-        action_id: input.actionId,
-        block_id: found?.blockId ?? slackId("", 5),
-        text: found?.text ?? { type: "plain_text", text: input.actionId, emoji: true },
-        value: input.value ?? found?.value,
-        action_ts: `${(now(state) / 1000).toFixed(6)}`,
-      },
-    ],
-  };
+    extra: { message: shown },
+  });
 }
 
 /**
@@ -205,7 +182,31 @@ export function ephemeralBlockActions(
   const { ephemeral } = input;
   const found = findButton(ephemeral.blocks, input.actionId);
   if (!found) throw new Error(`fake Slack: the ephemeral message has no button ${input.actionId}`);
-  const user = ephemeral.user;
+  return clickPayload(state, {
+    user: ephemeral.user,
+    channel: ephemeral.channel,
+    messageTs: ephemeral.message_ts,
+    threadTs: ephemeral.thread_ts,
+    ephemeral: true,
+    action: { action_id: input.actionId, block_id: found.blockId, text: found.text, value: found.value },
+    extra: {},
+  });
+}
+
+/** What every `block_actions` payload has, around one button click, with a fresh response_url for it. */
+function clickPayload(
+  state: SlackState,
+  click: {
+    user: string;
+    channel: string;
+    messageTs: string;
+    threadTs: string | undefined;
+    ephemeral: boolean;
+    action: { action_id: string; block_id: string; text: unknown; value: string | undefined };
+    extra: Record<string, unknown>;
+  },
+): Record<string, unknown> {
+  const { user, channel, messageTs, ephemeral } = click;
   return {
     type: "block_actions",
     user: {
@@ -218,33 +219,20 @@ export function ephemeralBlockActions(
     token: state.verificationToken,
     container: {
       type: "message",
-      message_ts: ephemeral.message_ts,
-      channel_id: ephemeral.channel,
-      is_ephemeral: true,
-      ...(ephemeral.thread_ts ? { thread_ts: ephemeral.thread_ts } : {}),
+      message_ts: messageTs,
+      channel_id: channel,
+      is_ephemeral: ephemeral,
+      ...(click.threadTs ? { thread_ts: click.threadTs } : {}),
     },
     trigger_id: triggerId(),
     team: { id: state.teamId, domain: state.teamDomain },
     enterprise: null,
     is_enterprise_install: false,
-    channel: { id: ephemeral.channel, name: state.channels.get(ephemeral.channel)?.name ?? "unknown" },
+    channel: { id: channel, name: state.channels.get(channel)?.name ?? "unknown" },
+    ...click.extra,
     state: { values: {} },
-    response_url: createResponseUrl(state, {
-      channel: ephemeral.channel,
-      user,
-      messageTs: ephemeral.message_ts,
-      ephemeral: true,
-    }),
-    actions: [
-      {
-        type: "button",
-        action_id: input.actionId,
-        block_id: found.blockId,
-        text: found.text,
-        value: found.value,
-        action_ts: `${(now(state) / 1000).toFixed(6)}`,
-      },
-    ],
+    response_url: createResponseUrl(state, { channel, user, messageTs, ...(ephemeral ? { ephemeral } : {}) }),
+    actions: [{ type: "button", ...click.action, action_ts: `${(now(state) / 1000).toFixed(6)}` }],
   };
 }
 
