@@ -1,9 +1,10 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 /**
  * Two projects. `pglite` runs every test on the embedded database. `pg` runs the database-backed suites
  * (`*.db.test.ts`) again against a real PostgreSQL server, when TEST_DATABASE_URL names one (.ci/run sets it);
- * each test file creates and drops its own database there.
+ * each test file creates and drops its own database there. `*.pg.test.ts` run there only: several processes
+ * sharing one database, which an embedded PGlite cannot be.
  */
 const serverUrl = process.env.TEST_DATABASE_URL?.trim() ?? "";
 if (!serverUrl) {
@@ -27,14 +28,22 @@ const shared = {
 export default defineConfig({
   test: {
     projects: [
-      { test: { ...shared, name: "pglite", include: ["test/**/*.test.ts"], env: { TEST_DATABASE_URL: "" } } },
+      {
+        test: {
+          ...shared,
+          name: "pglite",
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, "test/**/*.pg.test.ts"],
+          env: { TEST_DATABASE_URL: "" },
+        },
+      },
       ...(serverUrl
         ? [
             {
               test: {
                 ...shared,
                 name: "pg",
-                include: ["test/**/*.db.test.ts"],
+                include: ["test/**/*.db.test.ts", "test/**/*.pg.test.ts"],
                 env: { TEST_DATABASE_URL: serverUrl },
               },
             },

@@ -5,12 +5,15 @@ import { AccessPolicy } from "./access.ts";
 import type { Config } from "./config.ts";
 import { PLATFORMS, type Platform } from "./domain.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
+import { HealthChecks } from "./health.ts";
 import { type HttpRoute, operationalRoutes } from "./http/http-server.ts";
 import type { Logger } from "./logger.ts";
+import { Metrics } from "./metrics.ts";
 import type { ImageProvider } from "./ports.ts";
 import { createOpenAIImageProvider } from "./provider/openai-images.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "./queue/job-queue.ts";
 import { FsBlobStore, S3BlobStore } from "./store/blob-store.ts";
+import { PostgresClaims } from "./store/claim-store.ts";
 import { PostgresConversationStore } from "./store/conversation-store.ts";
 import { type DbHandle, openDatabase } from "./store/database.ts";
 import { PostgresInbox } from "./store/inbox-store.ts";
@@ -25,6 +28,13 @@ export interface App {
   database: DbHandle;
   /** `GET /healthz` and `GET /metrics`, for whichever HTTP server the process runs. */
   routes: HttpRoute[];
+  /**
+   * What `/healthz` checks: `database` and `queue` from the start; the process adds its platform connections
+   * (`health.add("slack", () => …)`), each a function answering whether it is up.
+   */
+  health: HealthChecks;
+  /** The counters behind `/metrics`; adapters report their acknowledgements to it (`metrics` option). */
+  metrics: Metrics;
   /**
    * Starts the workers for these platforms (all by default): their queued turns, including those a crash left
    * behind, begin to run. A process works only the platforms it can deliver to.
@@ -84,12 +94,22 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       logger.child({ component: "queue" }),
     );
     await queue.start();
+    const metrics = new Metrics({ queueDepth: () => queue.depth(), logger });
+    const health = new HealthChecks(logger.child({ component: "health" }));
+    health.add("database", async () => {
+      await database.db.execute(sql`select 1`);
+      return true;
+    });
+    health.add("queue", () => queue.ready());
+    const claims = new PostgresClaims(database.db);
     const engine = new Engine({
       store,
+      claims,
       blobs,
       provider,
       queue,
       logger,
+      metrics,
       options: {
         providerConcurrency: config.workerConcurrency,
         turnsPerUserHour: config.turnsPerUserHour,
@@ -110,12 +130,9 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
       inbox: new PostgresInbox(database.db),
       access,
       database,
-      routes: operationalRoutes({
-        store,
-        checkDatabase: () => database.db.execute(sql`select 1`),
-        logger,
-        metricsToken: config.metricsToken,
-      }),
+      routes: operationalRoutes({ health, metrics, logger, metricsToken: config.metricsToken }),
+      health,
+      metrics,
       async startWorkers(platforms = PLATFORMS) {
         await queue.work((job, attempt) => engine.runTurn(job, attempt), platforms);
         // Results a platform could not take for long (it was down) go out once it answers again, and a turn
@@ -124,6 +141,8 @@ export async function createApp(config: Config, logger: Logger, overrides: AppOv
           engine
             .retryLateDeliveries(platforms)
             .then(() => engine.finishAbandonedTurns(platforms))
+            // A day on, whatever a claim guarded is recorded where it belongs (thread meta, turn_messages).
+            .then(() => claims.pruneClaims(new Date(Date.now() - 24 * 3600_000)))
             .catch((error: unknown) => logger.warn({ err: error }, "sweep failed"));
         }, overrides.lateDeliverySweepMs ?? 60_000);
         sweeper.unref();

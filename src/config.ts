@@ -128,6 +128,7 @@ const EnvSchema = z.object({
     "users as slack:<user id> or discord:<user id>, comma-separated",
   ),
   METRICS_TOKEN: optionalString,
+  ROLE: oneOf(["all", "ingress", "worker"], "all"),
   PORT: wholeNumber(0, 65535, 3000),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   WORKER_CONCURRENCY: wholeNumber(1, 64, 4),
@@ -173,6 +174,10 @@ function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions):
   if (String(blankAsUnset(env.BLOB_STORE) ?? "").toLowerCase() === "s3" && !isSet("S3_BUCKET")) {
     problems.push("S3_BUCKET is required with BLOB_STORE=s3 (the bucket every process keeps images in)");
   }
+  const role = String(blankAsUnset(env.ROLE) ?? "all").toLowerCase();
+  if ((role === "ingress" || role === "worker") && !isSet("SLACK_BOT_TOKEN") && !isSet("DISCORD_TOKEN")) {
+    problems.push(`ROLE=${role} needs SLACK_BOT_TOKEN or DISCORD_TOKEN (the console runs only as ROLE=all)`);
+  }
   if (isSet("DISCORD_GUILD_ID") && !isSet("DISCORD_TOKEN")) {
     problems.push("DISCORD_TOKEN is required when DISCORD_GUILD_ID is set");
   }
@@ -185,7 +190,15 @@ function crossFieldProblems(env: NodeJS.ProcessEnv, options: LoadConfigOptions):
   return problems;
 }
 
+/**
+ * What a process does: `all` (default) connects the platforms, acknowledges and runs turns; `ingress` connects
+ * and acknowledges only; `worker` runs turns and delivers over the platforms' REST APIs, never opening a Discord
+ * gateway session or a Slack receiver.
+ */
+export type Role = "all" | "ingress" | "worker";
+
 export interface Config {
+  role: Role;
   databaseUrl: string | undefined;
   dataDir: string;
   blobStore: "fs" | "s3";
@@ -249,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: LoadCo
   }
   const e = parsed.data;
   return {
+    role: e.ROLE,
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DATA_DIR ?? "./.threadcanvas"),
     blobStore: e.BLOB_STORE,

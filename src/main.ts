@@ -20,58 +20,69 @@ async function main(): Promise<void> {
 }
 
 interface PlatformAdapter {
-  start(): Promise<unknown>;
+  /** `receive: false`: deliver only (ROLE=worker). */
+  start(options: { receive: boolean }): Promise<unknown>;
   stop(): Promise<void>;
 }
 
-/** Every chat platform whose token is set, one engine and one set of workers behind them. */
+/**
+ * Every chat platform whose token is set, one engine behind them. `ROLE` splits the work between processes:
+ * `ingress` holds the platform connections and acknowledges (recording each request and posting its status),
+ * `worker` runs turns and delivers through the platforms' REST APIs (no Slack receiver, no Discord gateway
+ * session), `all` does both.
+ */
 async function runPlatforms(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   keepRunningOnUnhandledRejections(logger);
   const app = await createApp(config, logger);
   const { access } = app;
+  const receive = config.role !== "worker";
+  const work = config.role !== "ingress";
   const adapters: PlatformAdapter[] = [];
   const platforms: Platform[] = [];
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
   let boltServesHttp = false;
   if (config.slack) {
     const { SlackAdapter } = await import("../adapters/slack/adapter.ts");
-    adapters.push(
-      new SlackAdapter({
-        engine: app.engine,
-        inbox: app.inbox,
-        inboxHoldMs: config.inboxHoldMs,
-        access,
-        logger,
-        botToken: config.slack.botToken,
-        signingSecret: config.slack.signingSecret,
-        appToken: config.slack.appToken,
-        apiUrl: config.slack.apiUrl,
-        port: config.port,
-        routes: app.routes,
-      }),
-    );
+    const slack = new SlackAdapter({
+      engine: app.engine,
+      inbox: app.inbox,
+      inboxHoldMs: config.inboxHoldMs,
+      access,
+      logger,
+      metrics: app.metrics,
+      botToken: config.slack.botToken,
+      signingSecret: config.slack.signingSecret,
+      appToken: config.slack.appToken,
+      apiUrl: config.slack.apiUrl,
+      port: config.port,
+      routes: app.routes,
+    });
+    app.health.add("slack", () => slack.connected());
+    adapters.push(slack);
     platforms.push("slack");
-    boltServesHttp = !config.slack.appToken;
+    boltServesHttp = receive && !config.slack.appToken;
   }
   if (config.discord) {
     const { DiscordAdapter } = await import("../adapters/discord/adapter.ts");
-    adapters.push(
-      new DiscordAdapter({
-        engine: app.engine,
-        inbox: app.inbox,
-        inboxHoldMs: config.inboxHoldMs,
-        access,
-        logger,
-        token: config.discord.token,
-        apiUrl: config.discord.apiUrl,
-      }),
-    );
+    const discord = new DiscordAdapter({
+      engine: app.engine,
+      inbox: app.inbox,
+      inboxHoldMs: config.inboxHoldMs,
+      access,
+      logger,
+      metrics: app.metrics,
+      token: config.discord.token,
+      apiUrl: config.discord.apiUrl,
+    });
+    app.health.add("discord", () => discord.connected());
+    adapters.push(discord);
     platforms.push("discord");
   }
   const http = boltServesHttp ? null : await listen(config, app, logger);
-  await app.startWorkers(platforms);
-  for (const adapter of adapters) await adapter.start();
+  if (work) await app.startWorkers(platforms);
+  for (const adapter of adapters) await adapter.start({ receive });
+  logger.info({ role: config.role, platforms }, "threadcanvas running");
   stopOnSignals(logger, async () => {
     // Requests that arrive meanwhile are still recorded and acknowledged; they run after the restart.
     logger.info({ graceMs: config.shutdownGraceMs }, "stopping: finishing the turns in progress");

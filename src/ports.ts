@@ -140,6 +140,8 @@ export interface ConversationEngine {
   /** Remembers which platform message shows a turn (`ref` is the platform's address for it). */
   saveTurnMessage(turnId: string, role: TurnMessageRole, ref: string): Promise<void>;
   turnMessage(turnId: string, role: TurnMessageRole): Promise<string | null>;
+  /** What an adapter does once per thread or turn across every process is claimed here first. */
+  readonly claims: ClaimStore;
   imageBytes(image: ImageRecord): Promise<Buffer>;
   /** Turns of this platform still queued or running (a crash leaves them so until a worker picks them up). */
   unfinishedTurns(platform: Platform): Promise<Turn[]>;
@@ -510,6 +512,35 @@ export interface LedgerStore {
   settleCall(clientRequestId: string, outcome: CallOutcome): Promise<void>;
   ledgerEntries(turnId: string): Promise<LedgerEntry[]>;
   spendReport(query: SpendQuery): Promise<SpendReport>;
+}
+
+/**
+ * Where a claim stands. `taken`: it is yours, do the work, then `settleClaim` (`tookOver`: an earlier holder's
+ * claim had expired, so it may have done part of the work before it died: look before doing it again). `held`:
+ * another process is doing it until `until` (unless it renews). `done`: it was done, and `ref` is what was made.
+ */
+export type Claim =
+  | { state: "taken"; tookOver: boolean }
+  | { state: "held"; until: Date }
+  | { state: "done"; ref: string };
+
+/**
+ * Exactly once across processes: what an adapter must do once per thread or per turn (post a thread's root
+ * message, a turn's status message) is claimed here first (`adapters/shared/once.ts` drives it).
+ */
+export interface ClaimStore {
+  /** Takes the claim for `holder` for `ttlMs`, unless someone else holds it unexpired or it is done. */
+  claim(key: string, holder: string, ttlMs: number): Promise<Claim>;
+  /** Keeps a claim alive while its holder works; false when it is no longer this holder's. */
+  renewClaim(key: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Records what the work made; the claim is then `done` for everyone. */
+  settleClaim(key: string, holder: string, ref: string): Promise<void>;
+  /** Gives an unsettled claim back (the work failed), so the next try, here or elsewhere, need not wait. */
+  releaseClaim(key: string, holder: string): Promise<void>;
+  /** Where a claim stands without taking it; null when nobody holds it (never claimed, released or expired). */
+  readClaim(key: string): Promise<Exclude<Claim, { state: "taken" }> | null>;
+  /** Drops claims made before `before` (done or abandoned: by then their result is recorded elsewhere). */
+  pruneClaims(before: Date): Promise<number>;
 }
 
 /** Totals for monitoring: turns by status, images stored, estimated spend. */

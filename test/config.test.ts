@@ -4,6 +4,7 @@ import { type Config, loadConfig } from "../src/config.ts";
 import { AppError } from "../src/errors.ts";
 
 const DEFAULTS: Config = {
+  role: "all",
   databaseUrl: undefined,
   dataDir: path.resolve("./.threadcanvas"),
   blobStore: "fs",
@@ -59,6 +60,7 @@ const FULL_ENV = {
   BUDGET_WORKSPACE_MONTHLY_USD: "300",
   CONFIRM_ABOVE_USD: "1.25",
   METRICS_TOKEN: "scrape-secret",
+  ROLE: "worker",
   SLACK_ALLOWED_TEAMS: "T0123ABCD",
   SLACK_ALLOWED_CHANNELS: "C0123ABCD, G0456EFGH",
   DISCORD_ALLOWED_GUILDS: "1200000000000000001",
@@ -93,6 +95,7 @@ describe("loadConfig", () => {
 
   it("reads every variable", () => {
     expect(loadConfig(FULL_ENV, { requireOpenAIKey: true })).toEqual({
+      role: "worker",
       databaseUrl: "postgres://bot:pw@db.internal:5432/threadcanvas",
       dataDir: "/var/lib/threadcanvas",
       blobStore: "fs",
@@ -288,6 +291,18 @@ describe("loadConfig", () => {
       "S3_FORCE_PATH_STYLE must be one of true, false, 1, 0",
     ]);
     expect(loadConfig({ BLOB_STORE: "FS" }).blobStore).toBe("fs");
+  });
+
+  it("reads ROLE: all by default, ingress or worker, and names the choices for anything else", () => {
+    expect(loadConfig({ ROLE: "Ingress", DISCORD_TOKEN: "t" }).role).toBe("ingress");
+    expect(loadConfig({ ROLE: "worker", SLACK_BOT_TOKEN: "xoxb-1", SLACK_APP_TOKEN: "xapp-1" }).role).toBe(
+      "worker",
+    );
+    expect(loadConfig({ ROLE: " " }).role).toBe("all");
+    expect(problems(configError({ ROLE: "both" }))).toEqual(["ROLE must be one of all, ingress, worker"]);
+    expect(problems(configError({ ROLE: "worker" }))).toEqual([
+      "ROLE=worker needs SLACK_BOT_TOKEN or DISCORD_TOKEN (the console runs only as ROLE=all)",
+    ]);
   });
 
   it.each(["OPENAI_BASE_URL", "SLACK_API_URL", "DISCORD_API_URL", "S3_ENDPOINT"])(

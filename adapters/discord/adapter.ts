@@ -1,6 +1,7 @@
-import { Client, Events, type Guild } from "discord.js";
+import { type APIUser, Client, Events, type Guild, Routes } from "discord.js";
 import { AccessPolicy } from "../../src/access.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { WorkMetrics } from "../../src/metrics.ts";
 import type { ConversationEngine, Inbox } from "../../src/ports.ts";
 import { InboxWorker } from "../shared/inbox.ts";
 import { INTENTS, NO_MENTIONS, REST_POLICY } from "./client.ts";
@@ -31,6 +32,8 @@ export interface DiscordAdapterOptions {
   inbox: Inbox;
   /** How long this process holds an event it works before another pass may take it over; 2 minutes by default. */
   inboxHoldMs?: number;
+  /** Where acknowledgement times are counted (`/metrics`). */
+  metrics?: Pick<WorkMetrics, "acknowledged">;
 }
 
 /**
@@ -47,6 +50,8 @@ export class DiscordAdapter {
   readonly #inbox: InboxWorker;
   readonly #access: AccessPolicy;
   #markReady: () => void = () => {};
+  /** ROLE=worker: no gateway session; the bot's id comes from `GET /users/@me`. */
+  #restOnly: { botId: string } | null = null;
 
   constructor(options: DiscordAdapterOptions) {
     this.#options = options;
@@ -63,6 +68,9 @@ export class DiscordAdapter {
         ...(options.requestTimeoutMs ? { timeout: options.requestTimeoutMs } : {}),
       },
       allowedMentions: NO_MENTIONS,
+      // As many gateway sessions as Discord recommends (`GET /gateway/bot`): one until the bot is in ~2,500
+      // servers, more after that. discord.js runs them all in this process.
+      shards: "auto",
     });
     const threads = new DiscordThreads(this.client, options.engine);
     const gates = new AcknowledgementGates();
@@ -73,6 +81,7 @@ export class DiscordAdapter {
       logger: this.#log,
       whenConnected: () => this.#whenConnected(),
       acknowledged: (turn) => gates.passed(turn),
+      botId: () => this.#restOnly?.botId,
     });
     const inbound = new DiscordInbound({
       client: this.client,
@@ -82,6 +91,7 @@ export class DiscordAdapter {
       gates,
       logger: this.#log,
       access: this.#access,
+      metrics: options.metrics,
       download: {
         allowedHosts: allowedFileHosts(options.apiUrl),
         maxBytes: options.maxAttachmentBytes ?? 25 * 1024 * 1024,
@@ -108,8 +118,20 @@ export class DiscordAdapter {
     });
   }
 
-  /** Logs in and resolves once the gateway is ready (guilds and channels cached). */
-  async start(): Promise<void> {
+  /**
+   * Logs in and resolves once the gateway is ready (guilds and channels cached). With `receive: false`
+   * (ROLE=worker) it opens no gateway session — Discord must see one per shard, held by the ingress — and
+   * delivers over REST only, reading servers and channels as it needs them.
+   */
+  async start({ receive = true }: { receive?: boolean } = {}): Promise<void> {
+    if (!receive) {
+      this.client.rest.setToken(this.#options.token);
+      const me = (await this.client.rest.get(Routes.user())) as APIUser;
+      this.#restOnly = { botId: me.id };
+      this.#markReady();
+      this.#log.info({ user: me.id }, "discord ready (delivery only, no gateway session)");
+      return;
+    }
     const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
     await this.client.login(this.#options.token);
     await ready;
@@ -139,6 +161,11 @@ export class DiscordAdapter {
     } catch (error) {
       this.#log.error({ err: error, guild: guild.id }, "could not leave a server that is not allowed");
     }
+  }
+
+  /** For `/healthz`: the gateway session is up (or, delivering only, the bot's identity was read). */
+  connected(): boolean {
+    return this.#restOnly !== null || this.client.isReady();
   }
 
   async stop(): Promise<void> {

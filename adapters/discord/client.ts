@@ -10,6 +10,7 @@ import {
   MessageFlags,
   type MessageMentionOptions,
   RESTJSONErrorCodes,
+  Routes,
 } from "discord.js";
 import type { Logger } from "../../src/logger.ts";
 import { customIdsIn } from "./render.ts";
@@ -142,9 +143,25 @@ export async function replyPrivately(
 
 /** A server text channel or thread, from the cache or fetched; null when it is gone or not one. */
 export async function textChannel(client: Client, channelId: string): Promise<GuildTextBasedChannel | null> {
-  const channel =
-    client.channels.cache.get(channelId) ?? (await client.channels.fetch(channelId).catch(() => null));
+  const channel = client.channels.cache.get(channelId) ?? (await fetchChannel(client, channelId));
   return channel && "messages" in channel && !channel.isDMBased() ? (channel as GuildTextBasedChannel) : null;
+}
+
+/**
+ * A channel the cache lacks, over REST. discord.js builds a server's channel only when it knows the server, and a
+ * process without a gateway session (ROLE=worker) knows none: it reads the channel's server first (once per
+ * server; cached after that).
+ */
+async function fetchChannel(client: Client, channelId: string) {
+  const channel = await client.channels.fetch(channelId).catch(() => null);
+  if (channel) return channel;
+  const raw = (await client.rest.get(Routes.channel(channelId)).catch(() => null)) as {
+    guild_id?: string;
+  } | null;
+  if (!raw?.guild_id) return null;
+  // Another call may have read the server meanwhile: then only the channel is read again.
+  if (!client.guilds.cache.has(raw.guild_id)) await client.guilds.fetch(raw.guild_id).catch(() => null);
+  return client.channels.fetch(channelId).catch(() => null);
 }
 
 /** What the bot lacks to answer in a channel: post (in threads: post in threads), upload, read history. */

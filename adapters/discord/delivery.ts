@@ -11,6 +11,7 @@ import { type ImageRecord, imageFileName, type Thread, type Turn } from "../../s
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, FinishedEvent, ProgressEvent, Submitted } from "../../src/ports.ts";
 import { TurnViews } from "../shared/delivery.ts";
+import { Once } from "../shared/once.ts";
 import { progressStatus, type StatusLine } from "../shared/render.ts";
 import {
   errorCode,
@@ -60,7 +61,14 @@ export interface DeliveryOptions {
   whenConnected: () => Promise<void>;
   /** Resolves once the event that made this turn was acknowledged in this process (at once elsewhere). */
   acknowledged: (turn: Turn) => Promise<void>;
+  /** The bot's user id when no gateway session told it (ROLE=worker learns it over REST). */
+  botId?: () => string | undefined;
 }
+
+/** A turn's status message is posted once, by whichever process claims it. */
+const statusClaim = (turnId: string) => `discord:status:${turnId}`;
+/** How long a delivery waits for a status message another process is posting. */
+const STATUS_WAIT_MS = 20_000;
 
 /**
  * Engine → Discord: progress and outcomes shown where each turn is shown (the /imagine reply, or the turn's
@@ -81,6 +89,8 @@ export class DiscordDelivery {
   readonly #gateOf: (turn: Turn) => Promise<void>;
   /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
   readonly #views: TurnViews;
+  readonly #once: Once;
+  readonly #restBotId: () => string | undefined;
 
   constructor(options: DeliveryOptions) {
     this.#client = options.client;
@@ -89,13 +99,15 @@ export class DiscordDelivery {
     this.#log = options.logger;
     this.#whenConnected = options.whenConnected;
     this.#gateOf = options.acknowledged;
+    this.#once = new Once(options.engine.claims);
+    this.#restBotId = options.botId ?? (() => undefined);
     this.#views = new TurnViews((error, turnId) =>
       this.#log.warn({ err: error, turnId }, "progress update failed"),
     );
   }
 
   get #botId(): string | undefined {
-    return this.#client.user?.id;
+    return this.#client.user?.id ?? this.#restBotId();
   }
 
   /**
@@ -137,15 +149,18 @@ export class DiscordDelivery {
     const { turn, position } = submitted;
     const channel = await textChannel(this.#client, channelId);
     if (!channel) return;
-    const posted = await channel.send({
-      content: progressContent(turn, { state: "queued", position }),
-      components: cancelComponents(turn.id, { state: "queued", position }),
-      ...(replyTo ? { reply: { messageReference: replyTo, failIfNotExists: false } } : {}),
-      allowedMentions: NO_MENTIONS,
-      nonce: turnNonce(turn.id),
-      enforceNonce: true,
+    const ref = await this.#once.run(statusClaim(turn.id), async () => {
+      const posted = await channel.send({
+        content: progressContent(turn, { state: "queued", position }),
+        components: cancelComponents(turn.id, { state: "queued", position }),
+        ...(replyTo ? { reply: { messageReference: replyTo, failIfNotExists: false } } : {}),
+        allowedMentions: NO_MENTIONS,
+        nonce: turnNonce(turn.id),
+        enforceNonce: true,
+      });
+      return placeRef({ channelId, messageId: posted.id });
     });
-    await this.#engine.saveTurnMessage(turn.id, "status", placeRef({ channelId, messageId: posted.id }));
+    await this.#engine.saveTurnMessage(turn.id, "status", ref);
   }
 
   #statusPlace(turn: Turn): Promise<MessagePlace | null> {
@@ -286,7 +301,12 @@ export class DiscordDelivery {
     const { turn, redelivery } = event;
     const hint =
       turn.sourceMessageId && !turn.sourceMessageId.startsWith(`${meta.threadId}/`) ? "reply" : "thread";
-    let place = (await this.#statusPlace(turn)) ?? (await this.#findStatus(turn));
+    // The status message may be being posted by the process that took the message: wait for it rather than
+    // post the result beside it (its nonce would make Discord hand back the status message unchanged).
+    let place =
+      (await this.#statusPlace(turn)) ??
+      parsePlace(await this.#once.result(statusClaim(turn.id), STATUS_WAIT_MS)) ??
+      (await this.#findStatus(turn));
     if (place) {
       const channel = await textChannel(this.#client, place.channelId);
       const existing = redelivery ? await channel?.messages.fetch(place.messageId).catch(() => null) : null;

@@ -12,6 +12,7 @@ import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ImageParams, ImageRecord } from "../../src/domain.ts";
 import { AppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { WorkMetrics } from "../../src/metrics.ts";
 import type { ConversationEngine, ImageInput, InboxEntry } from "../../src/ports.ts";
 import { FLAG_HELP, parseImagineText } from "../../src/request/flags.ts";
 import { ANSWERED, buttonImage, buttonIntent, NOT_YOURS, userMessage } from "../shared/inbound.ts";
@@ -84,6 +85,8 @@ export interface DiscordInboundOptions {
   /** Which servers and channels the bot serves. */
   access: AccessPolicy;
   download: DownloadOptions;
+  /** Times each recorded interaction's acknowledgement (`/metrics`). */
+  metrics?: Pick<WorkMetrics, "acknowledged"> | undefined;
 }
 
 /** What every interaction's entry keeps: enough to answer it (its token lives 15 minutes) after a restart. */
@@ -381,6 +384,7 @@ export class DiscordInbound {
    */
   async #onImagine(interaction: ChatInputCommandInteraction<"cached" | "raw" | undefined>): Promise<void> {
     const receivedAt = Date.now();
+    const arrived = performance.now();
     if (!(await this.#serves(interaction.guildId ?? "", interaction.channelId))) {
       await this.#replyEphemeral(interaction, notEnabled(), "imagine");
       return;
@@ -401,6 +405,7 @@ export class DiscordInbound {
     const replyMessageId = await acknowledgeInteraction(interaction, this.#log, () =>
       interaction.deferReply({ withResponse: true }).then((r) => r.resource?.message?.id ?? null),
     );
+    this.#acknowledged(arrived);
     if (entry)
       await this.#worker.work({
         ...entry,
@@ -469,6 +474,7 @@ export class DiscordInbound {
 
   /** A click on one of our buttons: written to the inbox, acknowledged silently; the result goes to the thread. */
   async #onButton(interaction: ButtonInteraction<"cached" | "raw" | undefined>): Promise<void> {
+    const arrived = performance.now();
     const target = decodeCustomId(interaction.customId);
     if (!target) return;
     if (!(await this.#serves(interaction.guildId ?? "", interaction.channelId))) {
@@ -486,7 +492,13 @@ export class DiscordInbound {
     const event: ClickEvent = { ...interactionFacts(interaction, Date.now()), target };
     const entry = await this.#worker.receive("click", clickKey(interaction.id), event);
     await acknowledgeInteraction(interaction, this.#log, () => interaction.deferUpdate().then(() => "ok"));
+    this.#acknowledged(arrived);
     if (entry) await this.#worker.work(entry);
+  }
+
+  /** An interaction recorded in the inbox was acknowledged (or Discord refused it, too late): how long it took. */
+  #acknowledged(arrived: number): void {
+    this.#options.metrics?.acknowledged("discord", (performance.now() - arrived) / 1000);
   }
 
   async #workClick(click: ClickEvent & Confirmed, key: string): Promise<void> {

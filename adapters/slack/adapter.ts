@@ -2,9 +2,16 @@ import { Server } from "node:http";
 import type { App } from "@slack/bolt";
 import { AccessPolicy } from "../../src/access.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { WorkMetrics } from "../../src/metrics.ts";
 import type { ConversationEngine, Inbox } from "../../src/ports.ts";
 import { InboxWorker } from "../shared/inbox.ts";
-import { createBoltApp, createPostingClient, type SlackConnection, withRateLimits } from "./client.ts";
+import {
+  type AckAfterHandlersReceiver,
+  createBoltApp,
+  createPostingClient,
+  type SlackConnection,
+  withRateLimits,
+} from "./client.ts";
 import { SlackDelivery } from "./delivery.ts";
 import { allowedFileHosts } from "./files.ts";
 import { SlackInbound } from "./inbound.ts";
@@ -22,6 +29,8 @@ export interface SlackAdapterOptions extends SlackConnection {
   access?: AccessPolicy;
   /** How long this process holds an event it works before another pass may take it over; 2 minutes by default. */
   inboxHoldMs?: number;
+  /** Where acknowledgement times are counted (`/metrics`). */
+  metrics?: Pick<WorkMetrics, "acknowledged">;
 }
 
 /**
@@ -34,12 +43,14 @@ export class SlackAdapter {
   readonly #options: SlackAdapterOptions;
   readonly #log: Logger;
   readonly #inbox: InboxWorker;
+  readonly #socket: AckAfterHandlersReceiver | null;
   #botUserId: string | undefined;
+  #state: "stopped" | "receiving" | "delivering" = "stopped";
 
   constructor(options: SlackAdapterOptions) {
     this.#options = options;
     this.#log = options.logger.child({ adapter: "slack" });
-    this.app = createBoltApp(options, this.#log);
+    ({ app: this.app, socket: this.#socket } = createBoltApp(options, this.#log));
     const posts = createPostingClient(options, this.#log);
     const shared = {
       client: this.app.client,
@@ -60,6 +71,7 @@ export class SlackAdapter {
       allowedHosts: allowedFileHosts(options.apiUrl),
       maxAttachmentBytes: options.maxAttachmentBytes ?? 20 * 1024 * 1024,
       access: options.access ?? AccessPolicy.open,
+      metrics: options.metrics,
     });
     this.#inbox = new InboxWorker({
       inbox: options.inbox,
@@ -77,20 +89,41 @@ export class SlackAdapter {
     });
   }
 
-  /** Connects (Socket Mode) or listens (HTTP); returns the HTTP port, which matters when `port` was 0. */
-  async start(): Promise<number | null> {
+  /**
+   * Connects (Socket Mode) or listens (HTTP); returns the HTTP port, which matters when `port` was 0. With
+   * `receive: false` (ROLE=worker) it only learns who the bot is: it delivers through the Web API and takes no
+   * events, so it opens no socket and no HTTP route.
+   */
+  async start({ receive = true }: { receive?: boolean } = {}): Promise<number | null> {
     this.#botUserId = (await withRateLimits(() => this.app.client.auth.test())).user_id;
+    if (!receive) {
+      this.#state = "delivering";
+      this.#log.info("slack adapter started (delivery only)");
+      return null;
+    }
     const started: unknown = await this.app.start(this.#options.port ?? 3000);
     const address = started instanceof Server ? started.address() : null;
     const port = address && typeof address === "object" ? address.port : null;
     // Events an earlier process recorded but did not finish are worked now.
     this.#inbox.start();
+    this.#state = "receiving";
     this.#log.info({ socketMode: Boolean(this.#options.appToken), port }, "slack adapter started");
     return port;
   }
 
+  /**
+   * For `/healthz`: started, and in Socket Mode connected. Over HTTP there is no connection to hold: Slack
+   * calls in, and a Web API outage shows as late deliveries, not as this process being unready.
+   */
+  connected(): boolean {
+    if (this.#state === "stopped") return false;
+    return this.#state === "delivering" || this.#socket === null || this.#socket.connected;
+  }
+
   async stop(): Promise<void> {
+    const receiving = this.#state === "receiving";
+    this.#state = "stopped";
     await this.#inbox.stop();
-    await this.app.stop();
+    if (receiving) await this.app.stop();
   }
 }

@@ -50,7 +50,10 @@ const REPEATABLE_RETRIES: RetryOptions = { retries: 2, factor: 2, minTimeout: 50
 const RATE_LIMIT_PATIENCE_MS = 120_000;
 
 /** The Bolt app; its `client` is the one for reads and edits. */
-export function createBoltApp(connection: SlackConnection, log: Logger): App {
+export function createBoltApp(
+  connection: SlackConnection,
+  log: Logger,
+): { app: App; socket: AckAfterHandlersReceiver | null } {
   const clientOptions = {
     ...(connection.apiUrl ? { slackApiUrl: connection.apiUrl } : {}),
     timeout: connection.timeoutMs ?? CALL_TIMEOUT_MS,
@@ -72,7 +75,7 @@ export function createBoltApp(connection: SlackConnection, log: Logger): App {
         log,
       )
     : undefined;
-  return new App({
+  const app = new App({
     token: connection.botToken,
     ...(receiver
       ? { receiver }
@@ -86,6 +89,7 @@ export function createBoltApp(connection: SlackConnection, log: Logger): App {
     logger,
     logLevel: LogLevel.INFO,
   });
+  return { app, socket: receiver ?? null };
 }
 
 /**
@@ -93,11 +97,20 @@ export function createBoltApp(connection: SlackConnection, log: Logger): App {
  * `processBeforeResponse`; Bolt's own receiver acknowledges events before any handler runs. A handler that
  * throws leaves the envelope unacknowledged, so Slack sends it again.
  */
-class AckAfterHandlersReceiver extends SocketModeReceiver {
+export class AckAfterHandlersReceiver extends SocketModeReceiver {
   #app: App | undefined;
+  /** Whether the WebSocket is open and Slack said hello (for `/healthz`). */
+  connected = false;
 
   constructor(options: SocketModeReceiverOptions, log: Logger) {
     super(options);
+    this.client.on("connected", () => {
+      this.connected = true;
+    });
+    for (const lost of ["disconnected", "reconnecting"])
+      this.client.on(lost, () => {
+        this.connected = false;
+      });
     this.client.removeAllListeners("slack_event");
     this.client.on("slack_event", async (args: SocketEnvelope) => {
       const answer: { body?: unknown; given: boolean } = { given: false };

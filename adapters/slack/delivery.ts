@@ -3,6 +3,7 @@ import { imageFileName, type Turn } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine, FinishedEvent, ProgressEvent } from "../../src/ports.ts";
 import { TurnViews } from "../shared/delivery.ts";
+import { Once } from "../shared/once.ts";
 import { progressStatus, type StatusLine } from "../shared/render.ts";
 import { allMessages, withRateLimits } from "./client.ts";
 import {
@@ -16,6 +17,11 @@ import {
   withLateNote,
 } from "./render.ts";
 import type { RootedMeta, SlackThreads } from "./threads.ts";
+
+/** A turn's status reply is posted once, by whichever process claims it. */
+const statusClaim = (turnId: string) => `slack:status:${turnId}`;
+/** How long a final status waits for a status reply another process is posting. */
+const STATUS_WAIT_MS = 20_000;
 
 /**
  * Engine → Slack: each turn's status line kept current (the /imagine root message, or the turn's own status
@@ -34,6 +40,7 @@ export class SlackDelivery {
   readonly #statusPosts = new Map<string, Promise<void>>();
   /** Per turn: progress and delivery applied one at a time, in order (latest progress wins). */
   readonly #views: TurnViews;
+  readonly #once: Once;
 
   constructor(deps: {
     /** Reads and edits (the Bolt app's client). */
@@ -51,6 +58,7 @@ export class SlackDelivery {
     this.#threads = deps.threads;
     this.#log = deps.logger;
     this.#botUserId = deps.botUserId;
+    this.#once = new Once(deps.engine.claims);
     this.#views = new TurnViews((error, turnId) =>
       this.#log.warn({ err: error, turnId }, "progress update failed"),
     );
@@ -72,14 +80,17 @@ export class SlackDelivery {
   async #postStatus(turn: Turn, position: number): Promise<void> {
     const meta = await this.#threads.rooted(turn.threadKey);
     if (!meta) return;
-    const posted = await withRateLimits(() =>
-      this.#posts.chat.postMessage({
-        channel: meta.channel,
-        thread_ts: meta.rootTs,
-        ...turnStatusMessage(turn, { state: "queued", position }),
-      }),
-    );
-    await this.#engine.saveTurnMessage(turn.id, "status", String(posted.ts));
+    const ts = await this.#once.run(statusClaim(turn.id), async () => {
+      const posted = await withRateLimits(() =>
+        this.#posts.chat.postMessage({
+          channel: meta.channel,
+          thread_ts: meta.rootTs,
+          ...turnStatusMessage(turn, { state: "queued", position }),
+        }),
+      );
+      return String(posted.ts);
+    });
+    await this.#engine.saveTurnMessage(turn.id, "status", ts);
   }
 
   /**
@@ -201,9 +212,11 @@ export class SlackDelivery {
     await this.#statusPosts.get(turn.id);
     const meta = await this.#threads.rooted(turn.threadKey);
     if (!meta) return;
+    // The status reply may be being posted by the process that took the request: a final status waits for it.
     const ts =
       (await this.#engine.turnMessage(turn.id, "status")) ??
-      (meta.rootIsOurs && turn.seq === 1 ? meta.rootTs : null);
+      (meta.rootIsOurs && turn.seq === 1 ? meta.rootTs : null) ??
+      (kind === "final" ? await this.#once.result(statusClaim(turn.id), STATUS_WAIT_MS) : null);
     if (!ts) return;
     const isRoot = meta.rootIsOurs && ts === meta.rootTs;
     const message = isRoot

@@ -1,9 +1,10 @@
-import type { App } from "@slack/bolt";
+import type { App, Context } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import { type AccessPolicy, notEnabled } from "../../src/access.ts";
 import type { ThreadKey } from "../../src/domain.ts";
 import { AppError, asAppError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { WorkMetrics } from "../../src/metrics.ts";
 import type { ConversationEngine, ImageInput, InboxEntry, Intent } from "../../src/ports.ts";
 import { parseImagineText } from "../../src/request/flags.ts";
 import { imageFormatOf } from "../shared/files.ts";
@@ -58,7 +59,12 @@ export interface SlackInboundOptions {
   maxAttachmentBytes: number;
   /** Which teams and channels the bot serves. */
   access: AccessPolicy;
+  /** Times each recorded event's acknowledgement (`/metrics`). */
+  metrics?: Pick<WorkMetrics, "acknowledged"> | undefined;
 }
+
+/** Where the middleware below notes when an event reached the process (`performance.now()`). */
+const ARRIVED = "threadcanvasArrivedAt";
 
 const CANVAS_HELP =
   "`/canvas usage`: what you, this channel and this workspace have spent, against the budgets.";
@@ -122,7 +128,13 @@ export class SlackInbound {
     const { threads } = this.#options;
     const log = this.#log;
 
-    app.command("/imagine", async ({ command, ack }) => {
+    // First, before any listener reads the database: when the event arrived, for the acknowledgement's latency.
+    app.use(async ({ context, next }) => {
+      context[ARRIVED] = performance.now();
+      await next();
+    });
+
+    app.command("/imagine", async ({ command, ack, context }) => {
       try {
         if (!this.#allowed(command.team_id, command.channel_id)) throw notEnabled();
         parseImagineText(command.text);
@@ -143,6 +155,7 @@ export class SlackInbound {
           },
         },
         commandKey(command.trigger_id),
+        context,
         () => ack(),
       );
     });
@@ -183,7 +196,7 @@ export class SlackInbound {
         await this.#tellNotEnabled(event.channel, event.user, event.thread_ts);
         return;
       }
-      await this.#receiveMessage({
+      await this.#receiveMessage(context, {
         team,
         channel: event.channel,
         user: event.user,
@@ -222,7 +235,7 @@ export class SlackInbound {
         await this.#tellNotEnabled(message.channel, message.user, message.thread_ts);
         return;
       }
-      await this.#receiveMessage({
+      await this.#receiveMessage(context, {
         team,
         channel: message.channel,
         user: message.user,
@@ -258,7 +271,7 @@ export class SlackInbound {
       await ack();
     });
 
-    app.action(/^tc_/, async ({ action, ack, body }) => {
+    app.action(/^tc_/, async ({ action, ack, body, context }) => {
       const actionId = (action as { action_id: string }).action_id;
       const value = decodeButtonValue((action as { value?: string }).value);
       const buttonAction = buttonActionOf(actionId);
@@ -287,6 +300,7 @@ export class SlackInbound {
           },
         },
         clickKey(triggerId),
+        context,
         () => ack(),
       );
     });
@@ -325,10 +339,14 @@ export class SlackInbound {
    * Records the event, acknowledges it (over HTTP and in Socket Mode the acknowledgement leaves when the
    * handler returns, `client.ts`), then works it without holding the handler.
    */
-  async #receive(event: SlackEvent, key: string, ack?: () => Promise<void>): Promise<void> {
+  async #receive(event: SlackEvent, key: string, context: Context, ack?: () => Promise<void>): Promise<void> {
     const inbox = this.#inboxWorker();
     const entry = await inbox.receive(event.kind, key, event.payload);
     await ack?.();
+    // An event without `ack` is acknowledged as this returns, just after.
+    const arrived = context[ARRIVED];
+    if (typeof arrived === "number")
+      this.#options.metrics?.acknowledged("slack", (performance.now() - arrived) / 1000);
     if (entry) void inbox.work(entry);
   }
 
@@ -348,12 +366,13 @@ export class SlackInbound {
     ).catch((error: unknown) => this.#log.warn({ err: error }, "could not say the bot is not enabled here"));
   }
 
-  #receiveMessage(request: MessageRequest): Promise<void> {
+  #receiveMessage(context: Context, request: MessageRequest): Promise<void> {
     // The message itself is the key, so Slack's retries of the same event (or a mention that is also a
     // message) make one turn.
     return this.#receive(
       { kind: "message", payload: request },
       messageKey(request.team, request.channel, request.ts),
+      context,
     );
   }
 

@@ -2,6 +2,7 @@ import type { WebClient } from "@slack/web-api";
 import type { ImageParams, Thread, ThreadKey } from "../../src/domain.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { ConversationEngine } from "../../src/ports.ts";
+import { Once } from "../shared/once.ts";
 import { allMessages, withRateLimits } from "./client.ts";
 import { rootMessage } from "./render.ts";
 
@@ -78,6 +79,7 @@ export class SlackThreads {
   readonly #engine: ConversationEngine;
   readonly #log: Logger;
   readonly #botUserId: () => string | undefined;
+  readonly #once: Once;
   /** Root messages being posted by this process, by thread key. */
   readonly #rootPosts = new Map<string, Promise<RootedMeta | null>>();
 
@@ -95,6 +97,7 @@ export class SlackThreads {
     this.#engine = deps.engine;
     this.#log = deps.logger;
     this.#botUserId = deps.botUserId;
+    this.#once = new Once(deps.engine.claims);
   }
 
   /** The engine thread a Slack thread belongs to (by its key or its alias), if it is one of ours. */
@@ -103,13 +106,14 @@ export class SlackThreads {
   }
 
   /**
-   * The thread's meta once its root message exists, posting our root first if need be (at most one post per
-   * thread in this process at a time). Null for a thread that is not a Slack thread this adapter made.
+   * The thread's meta once its root message exists, posting our root first if need be: once across every process
+   * (claimed in the database; the others wait for its ts), and at most one attempt per thread in this process at
+   * a time. Null for a thread that is not a Slack thread this adapter made.
    */
   rooted(threadKey: ThreadKey, fresh?: NewRoot): Promise<RootedMeta | null> {
     const pending = this.#rootPosts.get(threadKey);
     if (pending) return pending;
-    const posting = (fresh ? this.#postNewRoot(threadKey, fresh) : this.#postRoot(threadKey))
+    const posting = this.#root(threadKey, fresh)
       .catch((error: unknown) => {
         this.#log.warn({ err: error, thread: threadKey }, "could not post the root message");
         throw error;
@@ -119,30 +123,33 @@ export class SlackThreads {
     return posting;
   }
 
-  /** Right after /imagine was acknowledged: everything needed is at hand, and nothing can have been posted yet. */
-  async #postNewRoot(threadKey: ThreadKey, root: NewRoot): Promise<RootedMeta> {
-    const rootTs = await this.#sendRoot(threadKey, root);
-    return this.#recordRoot(threadKey, { ...root, rootIsOurs: true }, rootTs);
-  }
-
-  /** Any other time (a worker, after a restart): read the thread, and look for a root posted before posting one. */
-  async #postRoot(threadKey: ThreadKey): Promise<RootedMeta | null> {
-    const thread = await this.#engine.getThread(threadKey);
-    const meta = slackMeta(thread);
-    if (!thread || !meta) return null;
+  /**
+   * Right after /imagine was acknowledged (`fresh`) everything needed is at hand. Any other time (a worker, after
+   * a restart) the thread is read back, and the root is built from its first turn. A process that takes over the
+   * claim of one that died, or finds the thread marked as posting from before claims existed, looks for a root
+   * already posted before posting one.
+   */
+  async #root(threadKey: ThreadKey, fresh: NewRoot | undefined): Promise<RootedMeta | null> {
+    const thread = fresh ? null : await this.#engine.getThread(threadKey);
+    const meta: SlackThreadMeta | null = fresh ? { ...fresh, rootIsOurs: true } : slackMeta(thread);
+    if (!meta) return null;
     if (meta.rootTs) return meta as RootedMeta;
-    const first = (await this.#engine.history(thread.key))?.turns[0];
-    if (!first) return null;
-    const rootTs =
-      (meta.rootPosting ? await this.#findRoot(meta, thread) : undefined) ??
-      (await this.#sendRoot(thread.key, {
-        ...meta,
-        userId: first.userId,
-        prompt: first.prompt,
-        params: first.params,
-        turnId: first.id,
-      }));
-    return this.#recordRoot(thread.key, meta, rootTs);
+    const since = thread?.createdAt ?? new Date();
+    const find = () => this.#findRoot(meta, threadKey, since);
+    let root: NewRoot | undefined = fresh;
+    if (!root) {
+      const first = (await this.#engine.history(threadKey))?.turns[0];
+      if (!first) return null;
+      root = { ...meta, userId: first.userId, prompt: first.prompt, params: first.params, turnId: first.id };
+    }
+    const toPost = root;
+    const rootTs = await this.#once.run(
+      `slack:root:${threadKey}`,
+      async () =>
+        (!fresh && meta.rootPosting ? await find() : undefined) ?? this.#sendRoot(threadKey, toPost),
+      find,
+    );
+    return this.#recordRoot(threadKey, meta, rootTs);
   }
 
   async #sendRoot(threadKey: ThreadKey, root: NewRoot): Promise<string> {
@@ -164,8 +171,8 @@ export class SlackThreads {
   }
 
   /** Our root message for this thread, if one was posted: channel history since the thread began. */
-  async #findRoot(meta: SlackThreadMeta, thread: Thread): Promise<string | undefined> {
-    const oldest = (thread.createdAt.getTime() / 1000 - 60).toFixed(6);
+  async #findRoot(meta: SlackThreadMeta, threadKey: ThreadKey, since: Date): Promise<string | undefined> {
+    const oldest = (since.getTime() / 1000 - 60).toFixed(6);
     const history = allMessages((cursor) =>
       withRateLimits(() =>
         this.#client.conversations.history({
@@ -184,7 +191,7 @@ export class SlackThreads {
       if (
         message.user === this.#botUserId() &&
         metadata?.event_type === ROOT_EVENT_TYPE &&
-        metadata.event_payload?.thread_key === thread.key
+        metadata.event_payload?.thread_key === threadKey
       )
         return message.ts;
     }

@@ -17,9 +17,11 @@ import {
 } from "../domain.ts";
 import { AppError, asAppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import type { WorkMetrics } from "../metrics.ts";
 import type {
   BlobStore,
   BudgetCap,
+  ClaimStore,
   ConversationEngine,
   ConversationStore,
   FinishedEvent,
@@ -115,6 +117,7 @@ const VARIATION_INSTRUCTION =
  */
 export class Engine implements ConversationEngine {
   readonly #store: ConversationStore;
+  readonly claims: ClaimStore;
   readonly #blobs: BlobStore;
   readonly #provider: ImageProvider;
   readonly #queue: TurnQueue;
@@ -124,16 +127,23 @@ export class Engine implements ConversationEngine {
   readonly #providerSlots: LimitFunction;
   /** Turns this process is running, to abort when they are canceled. */
   readonly #running = new Map<string, AbortController>();
+  readonly #metrics: WorkMetrics | undefined;
 
   constructor(deps: {
     store: ConversationStore;
+    /** For adapters: what they must do once across processes is claimed here (`ConversationEngine.claims`). */
+    claims: ClaimStore;
     blobs: BlobStore;
     provider: ImageProvider;
     queue: TurnQueue;
     logger: Logger;
     options?: EngineOptions;
+    /** Counts turns, waits, provider calls, deliveries and spend as they happen (`/metrics`). */
+    metrics?: WorkMetrics;
   }) {
     this.#store = deps.store;
+    this.#metrics = deps.metrics;
+    this.claims = deps.claims;
     this.#blobs = deps.blobs;
     this.#provider = deps.provider;
     this.#queue = deps.queue;
@@ -335,6 +345,11 @@ export class Engine implements ConversationEngine {
       return;
     }
     log.info({ kind: started.kind }, "turn started");
+    if (started.attempts === 1 && started.startedAt) {
+      // Both times are the database's clock; a retry's wait would count its earlier attempts' run time.
+      const waited = (started.startedAt.getTime() - started.createdAt.getTime()) / 1000;
+      this.#metrics?.queueWaited(platformOf(started.threadKey), waited);
+    }
 
     let finished: Turn;
     const startedAt = performance.now();
@@ -342,6 +357,7 @@ export class Engine implements ConversationEngine {
       // Every earlier attempt ended without a word (the process died each time): do not run it again.
       log.error({ attempts: started.attempts }, "turn keeps stopping the process; giving up");
       finished = await this.#store.failTurn(started.id, "crash_loop", CRASH_LOOP_MESSAGE);
+      this.#ended(finished);
       await this.#deliverOrGiveUp(finished, log, false, attempt);
       return;
     }
@@ -351,6 +367,7 @@ export class Engine implements ConversationEngine {
       const outcome = await this.#execute(started, AbortSignal.any([attempt.signal, cancel.signal]));
       // Completing a turn canceled meanwhile changes nothing: it stays canceled (and what was billed, billed).
       finished = (await this.#store.completeTurn(started.id, outcome)).turn;
+      this.#ended(finished);
       log.info(
         {
           ms: Math.round(performance.now() - startedAt),
@@ -363,6 +380,7 @@ export class Engine implements ConversationEngine {
       if (cancel.signal.aborted && !attempt.signal.aborted) {
         log.info("turn canceled while it ran; its provider call was aborted");
         finished = (await this.#store.getTurn(started.id)) ?? started;
+        this.#ended(finished);
         await this.#deliverOrGiveUp(finished, log, false, attempt);
         return;
       }
@@ -384,6 +402,7 @@ export class Engine implements ConversationEngine {
       }
       log.warn({ code: error.code, err: error }, "turn failed");
       finished = await this.#store.failTurn(started.id, error.code, error.userMessage);
+      this.#ended(finished);
     } finally {
       cancel.stop();
     }
@@ -415,6 +434,8 @@ export class Engine implements ConversationEngine {
     }
     const log = this.#logger.child({ turnId: turn.id, thread: turn.threadKey });
     log.info({ by: userId, was: turn.status }, "turn canceled");
+    // A queued turn ends here; a running one is counted by the process running it, when it stops.
+    if (turn.status === "queued") this.#ended(canceled);
     const running = this.#running.get(turn.id);
     if (running) running.abort();
     else if (turn.status === "queued") {
@@ -462,6 +483,7 @@ export class Engine implements ConversationEngine {
       if (failed < this.#options.maxDeliveryAttempts) throw error;
       const retryAt = new Date(Date.now() + this.#options.lateDeliveryRetryMs);
       await this.#store.deferDelivery(turn.id, retryAt);
+      this.#metrics?.deliveryDeferred(platformOf(turn.threadKey));
       log.error(
         { err: error, deliveryAttempts: failed, retryAt },
         "delivery keeps failing; the result waits in the store and is retried slowly until it goes out",
@@ -481,7 +503,7 @@ export class Engine implements ConversationEngine {
       if (!turn || turn.deliveredAt) continue;
       if (!TERMINAL_STATUSES.includes(turn.status)) {
         this.#logger.error({ turnId: turn.id, thread: turn.threadKey }, "the queue gave this turn up");
-        await this.#store.failTurn(turn.id, "gave_up", GAVE_UP_MESSAGE);
+        this.#ended(await this.#store.failTurn(turn.id, "gave_up", GAVE_UP_MESSAGE));
       }
       await this.#queue.enqueue(job);
     }
@@ -506,7 +528,7 @@ export class Engine implements ConversationEngine {
     const onPartialImage = (partial: { index: number; bytes: Buffer; format: OutputFormat }) =>
       this.#progress({ type: "partial", turn, partial });
     const asker = safetyIdentifier(platformOf(turn.threadKey), turn.userId);
-    const ledger = ledgerFor(turn, this.#store);
+    const ledger = ledgerFor(turn, this.#store, this.#metrics);
 
     switch (turn.kind) {
       case "generate": {
@@ -595,12 +617,23 @@ export class Engine implements ConversationEngine {
       );
       return { ...saved, images };
     }
-    const result = await this.#providerSlots(() => {
+    const result = await this.#providerSlots(async () => {
       signal.throwIfAborted();
-      return call();
+      const began = performance.now();
+      try {
+        return await call();
+      } catch (error) {
+        // A cancel or a shutdown aborts the call: not the provider's failure.
+        if (!signal.aborted) this.#metrics?.providerFailed(asAppError(error).code);
+        throw error;
+      } finally {
+        this.#metrics?.providerCalled(turn.kind, (performance.now() - began) / 1000);
+      }
     });
-    if (result.images.length === 0)
+    if (result.images.length === 0) {
+      this.#metrics?.providerFailed("provider_unavailable");
       throw new AppError("provider_unavailable", "provider returned no images", { retryable: true });
+    }
     const images = await Promise.all(
       result.images.map(async (image) => ({ ...image, sha256: await this.#blobs.put(image.bytes) })),
     );
@@ -640,6 +673,11 @@ export class Engine implements ConversationEngine {
   // Delivering
   // -------------------------------------------------------------------------------------------------------
 
+  /** A turn reached its end (succeeded, failed or canceled): counted once, by the process that ended it. */
+  #ended(turn: Turn): void {
+    this.#metrics?.turnEnded(turn.kind, platformOf(turn.threadKey), turn.status);
+  }
+
   #progress(event: ProgressEvent): void {
     const observer = this.#observers.get(platformOf(event.turn.threadKey));
     if (!observer?.progress) return;
@@ -666,7 +704,9 @@ export class Engine implements ConversationEngine {
     const images = await this.#store.getTurnImages(turn.id);
     const late = turn.deliveryLateAt !== null;
     const event: FinishedEvent = { type: "finished", turn, thread, images, redelivery, late };
+    const began = performance.now();
     await untilAborted(observer.deliver(event, signal), signal);
+    this.#metrics?.delivered(platformOf(turn.threadKey), (performance.now() - began) / 1000);
     await this.#store.markDelivered(turn.id);
     await observer
       .delivered?.(event)

@@ -1,5 +1,6 @@
-import type { ImageParams, Platform, Turn, TurnKind } from "../domain.ts";
+import { type ImageParams, type Platform, platformOf, type Turn, type TurnKind } from "../domain.ts";
 import { AppError } from "../errors.ts";
+import type { WorkMetrics } from "../metrics.ts";
 import type { BudgetCap, CallLedger, Intent, LedgerStore } from "../ports.ts";
 import { estimateTurnUsd } from "../provider/pricing.ts";
 import { usd } from "../words.ts";
@@ -66,13 +67,26 @@ export function limitsFor(
   return { ...(limit ? { hourlyLimit: limit } : {}), budgets: rules.budgets };
 }
 
-/** The turn's side of the bill: every request the provider sends for it is a ledger row charged to it. */
-export function ledgerFor(turn: Turn, store: LedgerStore): CallLedger {
+/**
+ * The turn's side of the bill: every request the provider sends for it is a ledger row charged to it. As each
+ * settles, `metrics` counts what the row now costs (the same sum `settleCall` stores; an unanswered request at
+ * its estimate), so `/metrics` has the spend without summing the ledger.
+ */
+export function ledgerFor(turn: Turn, store: LedgerStore, metrics?: Pick<WorkMetrics, "spent">): CallLedger {
   // A think turn sends one request per image: one that never answered may cost its share of the estimate.
   const share = turn.params.think ? turn.estimateUsd / turn.params.n : turn.estimateUsd;
   const estimateUsd = Math.ceil(share * 1e6) / 1e6;
   return {
     open: (request) => store.openCall({ ...request, turnId: turn.id, estimateUsd }),
-    settle: (clientRequestId, outcome) => store.settleCall(clientRequestId, outcome),
+    settle: async (clientRequestId, outcome) => {
+      await store.settleCall(clientRequestId, outcome);
+      const cost =
+        outcome.status === "billed"
+          ? Math.round(outcome.usage.reduce((sum, entry) => sum + entry.costUsd, 0) * 1e6) / 1e6
+          : outcome.status === "unknown"
+            ? estimateUsd
+            : 0;
+      metrics?.spent(platformOf(turn.threadKey), cost);
+    },
   };
 }

@@ -1,8 +1,9 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { HealthChecks } from "../health.ts";
 import type { Logger } from "../logger.ts";
-import type { ConversationStore } from "../ports.ts";
+import type { Metrics } from "../metrics.ts";
 
 /**
  * Operational endpoints. The same routes serve from Bolt's HTTP receiver (as `customRoutes`, beside
@@ -15,8 +16,8 @@ export interface HttpRoute {
 }
 
 export function operationalRoutes(deps: {
-  store: ConversationStore;
-  checkDatabase: () => Promise<unknown>;
+  health: HealthChecks;
+  metrics: Pick<Metrics, "text" | "contentType">;
   logger: Logger;
   /** `METRICS_TOKEN`: when set, `/metrics` answers only requests that bear it (`Authorization: Bearer …`). */
   metricsToken?: string | undefined;
@@ -27,19 +28,29 @@ export function operationalRoutes(deps: {
   };
   return [
     {
+      // Ready only when every check is up; otherwise 503 naming the ones that are down (never why: see the log).
       path: "/healthz",
       method: "GET",
       handler: (_req, res) => {
-        deps.checkDatabase().then(
-          () => send(res, 200, "application/json", JSON.stringify({ status: "ok" })),
+        deps.health.run().then(
+          (report) =>
+            report.ok
+              ? send(res, 200, "application/json", JSON.stringify({ status: "ok", checks: report.checks }))
+              : send(
+                  res,
+                  503,
+                  "application/json",
+                  JSON.stringify({ status: "unavailable", down: report.down, checks: report.checks }),
+                ),
           (error: unknown) => {
-            deps.logger.warn({ err: error }, "health check failed");
-            send(res, 503, "application/json", JSON.stringify({ status: "unavailable", reason: "database" }));
+            deps.logger.warn({ err: error }, "health checks failed");
+            send(res, 503, "application/json", JSON.stringify({ status: "unavailable" }));
           },
         );
       },
     },
     {
+      // Counters kept in memory as work happens: a scrape sums nothing in the database.
       path: "/metrics",
       method: "GET",
       handler: (req, res) => {
@@ -48,27 +59,8 @@ export function operationalRoutes(deps: {
           res.end("a bearer token is required\n");
           return;
         }
-        deps.store.stats().then(
-          (stats) => {
-            const lines = [
-              "# HELP threadcanvas_turns Turns by status.",
-              "# TYPE threadcanvas_turns gauge",
-              ...Object.entries(stats.turnsByStatus).map(
-                ([status, count]) => `threadcanvas_turns{status="${status}"} ${count}`,
-              ),
-              "# HELP threadcanvas_images Images stored.",
-              "# TYPE threadcanvas_images gauge",
-              `threadcanvas_images ${stats.images}`,
-              "# HELP threadcanvas_cost_usd_total Estimated provider spend in US dollars.",
-              "# TYPE threadcanvas_cost_usd_total counter",
-              `threadcanvas_cost_usd_total ${stats.costUsd}`,
-              "# HELP threadcanvas_deliveries_late Finished turns a platform could not take yet; retried until they go out.",
-              "# TYPE threadcanvas_deliveries_late gauge",
-              `threadcanvas_deliveries_late ${stats.lateDeliveries}`,
-              "",
-            ];
-            send(res, 200, "text/plain; version=0.0.4", lines.join("\n"));
-          },
+        deps.metrics.text().then(
+          (text) => send(res, 200, deps.metrics.contentType, text),
           (error: unknown) => {
             deps.logger.warn({ err: error }, "metrics failed");
             send(res, 503, "text/plain", "metrics unavailable\n");

@@ -205,6 +205,28 @@ export class PgBossTurnQueue implements TurnQueue {
   }
 
   /**
+   * For `/healthz`: started, and pg-boss answers on its own connection (a one-row read of its queue table; every
+   * process creates all the platforms' queues). Throws when it cannot answer.
+   */
+  async ready(): Promise<boolean> {
+    if (!this.#started) return false;
+    return (await this.#boss.getQueue(turnQueueName("console"))) !== null;
+  }
+
+  /**
+   * Turns waiting in each platform's queue (queued: ready, retrying later, or behind their thread's running turn).
+   * pg-boss keeps these counts in its queue table, refreshed by its monitor every `monitorIntervalSeconds`, so
+   * this is one small read, never a count over the jobs.
+   */
+  async depth(): Promise<Record<Platform, number>> {
+    const queues = await this.#boss.getQueues(PLATFORMS.map(turnQueueName));
+    const depth = {} as Record<Platform, number>;
+    for (const platform of PLATFORMS)
+      depth[platform] = queues.find((queue) => queue.name === turnQueueName(platform))?.queuedCount ?? 0;
+    return depth;
+  }
+
+  /**
    * A completed job can unblock the next turn of its thread (key_strict_fifo), and a backlog may be waiting,
    * but pg-boss sends no NOTIFY on completion: the worker would sleep out its poll interval before fetching
    * again, capping a backlog at `concurrency` turns per second. A notified worker skips that one sleep, so

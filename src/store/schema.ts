@@ -319,3 +319,21 @@ export type ImageRow = typeof images.$inferSelect;
 export type UsageRow = typeof usage.$inferSelect;
 export type InboxRow = typeof inbox.$inferSelect;
 export type LedgerRow = typeof ledger.$inferSelect;
+
+/**
+ * Things an adapter does once across every process (a thread's root message, a turn's status message): the
+ * process that inserts the row does it, keeps the claim alive while it works, and records what it made (`ref`,
+ * the platform's address for it); the others wait for `ref`, or take the claim over once it has expired (its
+ * holder died). Rows are only needed while the work is in flight and are pruned after a day.
+ */
+export const claims = pgTable(
+  "claims",
+  {
+    key: text("key").primaryKey(),
+    holder: text("holder").notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    ref: text("ref"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("claims_created_idx").on(t.createdAt)],
+);

@@ -1,4 +1,4 @@
-import { userJson } from "./discord-objects.ts";
+import { guildJson, memberJson, userJson } from "./discord-objects.ts";
 import {
   DiscordApiError,
   Errors,
@@ -423,6 +423,26 @@ export const IDENTITY_ROUTES: Route[] = [
     handler: (state) => ok({ url: state.baseUrl.replace(/^http/, "ws") }),
   },
   { method: "GET", pattern: "/users/@me", auth: true, handler: (state) => ok(userJson(state.bot)) },
+  {
+    // What a process without a gateway session (ROLE=worker) reads to know the server a channel is in.
+    method: "GET",
+    pattern: "/guilds/{guild}",
+    auth: true,
+    handler: (state, _req, p) => {
+      if (p.guild !== state.guildId || state.leftGuilds.has(p.guild)) throw Errors.unknownGuild();
+      return ok(guildJson(state));
+    },
+  },
+  {
+    method: "GET",
+    pattern: "/guilds/{guild}/members/{user}",
+    auth: true,
+    handler: (state, _req, p) => {
+      if (p.guild !== state.guildId || state.leftGuilds.has(p.guild)) throw Errors.unknownGuild();
+      if (!state.memberRoles.has(p.user ?? "")) throw new DiscordApiError(404, 10007, "Unknown Member");
+      return ok(memberJson(state, p.user ?? "", true));
+    },
+  },
   {
     // Leave a server: 204, then GUILD_DELETE (without `unavailable`: removed, not an outage).
     method: "DELETE",

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { channelJson, memberJson, roleJson, userJson } from "./discord-objects.ts";
+import { channelJson, guildJson, memberJson, userJson } from "./discord-objects.ts";
 import { changed, channelPermissions, type DiscordState, Intent, now, Permission } from "./discord-state.ts";
 import { acceptUpgrade, rejectUpgrade, type WsConnection } from "./discord-ws.ts";
 
@@ -180,38 +180,7 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       (id) => id === state.bot.id || intents & Intent.GuildPresences,
     );
     return {
-      id: state.guildId,
-      name: state.guildName,
-      icon: null,
-      splash: null,
-      discovery_splash: null,
-      banner: null,
-      description: null,
-      owner_id: [...state.users.values()].find((u) => u.username === "owner")?.id ?? state.bot.id,
-      afk_channel_id: null,
-      afk_timeout: 300,
-      verification_level: 0,
-      default_message_notifications: 0,
-      explicit_content_filter: 0,
-      mfa_level: 0,
-      nsfw_level: 0,
-      premium_tier: 0,
-      premium_subscription_count: 0,
-      premium_progress_bar_enabled: false,
-      preferred_locale: "en-US",
-      features: [],
-      application_id: null,
-      system_channel_id: null,
-      system_channel_flags: 0,
-      rules_channel_id: null,
-      public_updates_channel_id: null,
-      safety_alerts_channel_id: null,
-      vanity_url_code: null,
-      max_members: 500000,
-      max_video_channel_users: 25,
-      roles: state.roles.map(roleJson),
-      emojis: [],
-      stickers: [],
+      ...guildJson(state),
       joined_at: "2026-01-01T00:00:00.000000+00:00",
       large: false,
       unavailable: false,

@@ -126,6 +126,44 @@ export function memberJson(state: DiscordState, userId: string, withUser: boolea
   };
 }
 
+/** The server as `GET /guilds/{id}` returns it; GUILD_CREATE adds members, channels and the rest. */
+export function guildJson(state: DiscordState): Record<string, unknown> {
+  return {
+    id: state.guildId,
+    name: state.guildName,
+    icon: null,
+    splash: null,
+    discovery_splash: null,
+    banner: null,
+    description: null,
+    owner_id: [...state.users.values()].find((u) => u.username === "owner")?.id ?? state.bot.id,
+    afk_channel_id: null,
+    afk_timeout: 300,
+    verification_level: 0,
+    default_message_notifications: 0,
+    explicit_content_filter: 0,
+    mfa_level: 0,
+    nsfw_level: 0,
+    premium_tier: 0,
+    premium_subscription_count: 0,
+    premium_progress_bar_enabled: false,
+    preferred_locale: "en-US",
+    features: [],
+    application_id: null,
+    system_channel_id: null,
+    system_channel_flags: 0,
+    rules_channel_id: null,
+    public_updates_channel_id: null,
+    safety_alerts_channel_id: null,
+    vanity_url_code: null,
+    max_members: 500000,
+    max_video_channel_users: 25,
+    roles: state.roles.map(roleJson),
+    emojis: [],
+    stickers: [],
+  };
+}
+
 export function roleJson(role: Role): Record<string, unknown> {
   return {
     id: role.id,

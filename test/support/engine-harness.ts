@@ -7,6 +7,7 @@ import type { ConversationStore, TurnEvent } from "../../src/ports.ts";
 import { createOpenAIImageProvider } from "../../src/provider/openai-images.ts";
 import { PgBossTurnQueue, type TurnQueueOptions } from "../../src/queue/job-queue.ts";
 import { FsBlobStore } from "../../src/store/blob-store.ts";
+import { PostgresClaims } from "../../src/store/claim-store.ts";
 import { PostgresConversationStore } from "../../src/store/conversation-store.ts";
 import { PostgresInbox } from "../../src/store/inbox-store.ts";
 import { type FakeOpenAI, type FakeOpenAIOptions, startFakeOpenAI } from "../fakes/openai-server.ts";
@@ -69,6 +70,7 @@ export async function startEngineHarness(
   await queue.start();
   const engine = new Engine({
     store: options.wrapStore ? options.wrapStore(store) : store,
+    claims: new PostgresClaims(database.db),
     blobs,
     provider,
     queue,
