@@ -99,10 +99,19 @@ export class S3BlobStore implements BlobStore {
       new GetObjectCommand({ Bucket: this.#bucket, Key: this.keyOf(sha256) }),
     );
     if (!object.Body) throw new Error(`blob ${sha256} has no body`);
-    const bytes = Buffer.from(await object.Body.transformToByteArray());
+    // Read as the stream arrives, hashed chunk by chunk, and joined once: no second whole copy (the SDK's
+    // `transformToByteArray` joins too, and a Buffer made from its result would copy again).
+    const hash = createHash("sha256");
+    const chunks: Buffer[] = [];
+    for await (const chunk of object.Body as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      chunks.push(
+        Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+      );
+    }
     // What the bucket returned is checked against its name: a corrupt or truncated object is never used.
-    if (sha256Hex(bytes) !== sha256) throw new Error(`blob ${sha256} does not match its hash`);
-    return bytes;
+    if (hash.digest("hex") !== sha256) throw new Error(`blob ${sha256} does not match its hash`);
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   }
 
   async has(sha256: string): Promise<boolean> {
