@@ -412,7 +412,7 @@ export const IDENTITY_ROUTES: Route[] = [
     handler: (state) =>
       ok({
         url: state.baseUrl.replace(/^http/, "ws"),
-        shards: 1,
+        shards: state.shardCount,
         session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
       }),
   },

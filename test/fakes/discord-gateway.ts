@@ -53,6 +53,8 @@ interface Session {
   connection: Connection | null;
   /** Invalidated sessions cannot be resumed (client closed with 1000/1001, or a test invalidated it). */
   invalid: boolean;
+  /** `[shard id, shard count]` from IDENTIFY; `[0, 1]` when it named none. */
+  shard: [number, number];
 }
 
 interface Connection {
@@ -162,9 +164,18 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
     if (connection?.ws.open) send(connection, payload);
   };
 
+  /** Whether a session's shard gets a server's events: Discord routes by `(guild_id >> 22) % shard count`. */
+  const owns = (session: Session, guildId: string) =>
+    Number((BigInt(guildId) >> 22n) % BigInt(session.shard[1])) === session.shard[0];
+  /** The server an event belongs to; DMs and the like go to shard 0. */
+  const guildOf = (event: string, data: Record<string, unknown>) =>
+    String(data.guild_id ?? (event.startsWith("GUILD_") ? (data.id ?? "0") : "0"));
+
   const dispatch = (event: string, data: Record<string, unknown>) => {
+    const guildId = guildOf(event, data);
     for (const session of sessions.values()) {
       if (session.invalid) continue;
+      if (!owns(session, guildId)) continue;
       const copy = forSession(session, event, data);
       if (copy) dispatchTo(session, event, structuredClone(copy));
     }
@@ -229,6 +240,8 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
         shard[0] >= shard[1])
     )
       return refuse(4010, "Invalid shard.");
+    const [shardId, shardCount] = Array.isArray(shard) ? (shard as [number, number]) : [0, 1];
+    if (shardCount < state.shardCount) return refuse(4011, "Sharding required.");
     const props = d.properties as Record<string, unknown> | undefined;
     if (
       !props ||
@@ -245,6 +258,7 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       history: [],
       connection,
       invalid: false,
+      shard: [shardId, shardCount],
     };
     sessions.set(session.id, session);
     newest = session;
@@ -254,11 +268,14 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       user_settings: {},
       user: { ...userJson(state.bot), verified: true, mfa_enabled: false, flags: 0, email: null },
       // A server the bot left is no longer among its guilds.
-      guilds: state.leftGuilds.has(state.guildId) ? [] : [{ id: state.guildId, unavailable: true }],
+      guilds:
+        state.leftGuilds.has(state.guildId) || !owns(session, state.guildId)
+          ? []
+          : [{ id: state.guildId, unavailable: true }],
       session_id: session.id,
       session_type: "normal",
       resume_gateway_url: state.baseUrl.replace(/^http/, "ws"),
-      shard: Array.isArray(shard) ? shard : [0, 1],
+      shard: session.shard,
       application: { id: state.applicationId, flags: 0 },
       private_channels: [],
       relationships: [],
@@ -268,7 +285,7 @@ export function createGateway(state: DiscordState, options: GatewayOptions): Fak
       auth: {},
       _trace: ['["fake-discord-gateway",{"micros":0}]'],
     });
-    if (intents & Intent.Guilds && !state.leftGuilds.has(state.guildId))
+    if (intents & Intent.Guilds && !state.leftGuilds.has(state.guildId) && owns(session, state.guildId))
       dispatchTo(session, "GUILD_CREATE", guildCreate(intents));
     changed(state);
   };

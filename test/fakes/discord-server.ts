@@ -119,6 +119,11 @@ export interface FakeDiscordOptions {
    * the bot token (see discord-rate-limits.ts). `false` turns throttling off.
    */
   rateLimits?: DiscordRateLimits | false;
+  /**
+   * Shards the gateway asks for (default 1). With more, each session gets only the events of the servers its
+   * shard owns (`(guild_id >> 22) % shards`), as on Discord.
+   */
+  shards?: number;
 }
 
 export interface FakeDiscord {
@@ -219,6 +224,7 @@ export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promis
     bot: undefined as unknown as DiscordUser,
     guildId: "",
     guildName: options.guildName ?? "threadcanvas test",
+    shardCount: options.shards ?? 1,
     otherGuilds: new Map(),
     leftGuilds: new Set(),
     commands: new Map(),

@@ -286,6 +286,8 @@ export interface UserHandle {
 
 export interface DiscordState {
   baseUrl: string;
+  /** Shards `GET /gateway/bot` recommends; with more than one, IDENTIFY must name its shard (else 4011). */
+  shardCount: number;
   botToken: string;
   applicationId: string;
   bot: DiscordUser;
