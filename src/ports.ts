@@ -39,7 +39,10 @@ export interface Intent {
   sourceMessageId?: string | null;
   /** A platform event id (Slack `event_id`, Discord interaction id): the same key twice makes one turn. */
   idempotencyKey?: string | null;
-  /** edit/variation: start from this image instead of the head. select: the image to make the head. */
+  /**
+   * edit/variation: start from this image instead of the head. select: the image to make the head. undo: go back
+   * from this image (the one the button sits under) to its parent, instead of from the head.
+   */
   targetImageId?: string | null;
   /** Extra images (attachments) sent with an edit, after the image being edited. */
   referenceImages?: readonly ImageInput[];
@@ -49,6 +52,11 @@ export interface Intent {
   place?: Place;
   /** The person said yes to "Draw it for about $X?": no question is asked, whatever the estimate. */
   confirmed?: boolean;
+  /**
+   * Regenerate: draw this turn again as it was asked (its kind, prompt, settings, base image and references);
+   * `kind`, `prompt`, `params`, `targetImageId` and `referenceImages` given here are replaced by the turn's.
+   */
+  repeatOf?: string;
 }
 
 export interface Submitted {

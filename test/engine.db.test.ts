@@ -114,6 +114,78 @@ describe("generate and edit", () => {
     expect(children).toEqual(expect.arrayContaining([v2?.id, branch.images[0]?.id]));
   });
 
+  it("undo under an older result goes back from that result, not from whatever is newest", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread)).images[0];
+    const v2 = (await edit(thread, "add a boat")).images[0];
+    await edit(thread, "add a storm");
+    const undo = await run({ threadKey: thread, kind: "undo", targetImageId: v2?.id, userId: "U1" });
+    expect(undo.turn.status).toBe("succeeded");
+    expect(undo.thread.headImageId).toBe(v1?.id);
+    // Under the first version there is nothing to go back to, even when newer versions exist.
+    const refused = await run({ threadKey: thread, kind: "undo", targetImageId: v1?.id, userId: "U1" });
+    expect(refused.turn.errorCode).toBe("nothing_to_undo");
+    expect((await h.engine.getThread(thread))?.headImageId).toBe(v1?.id);
+  });
+
+  it("variations of an edit tell the model what the image is: the request and every edit since, in order", async () => {
+    const thread = newThread();
+    await generate(thread, "a paper boat on a pond");
+    await edit(thread, "add a frog on the boat");
+    const v3 = (await edit(thread, "make it night")).images[0];
+    await run({ threadKey: thread, kind: "undo", userId: "U1" });
+    const variations = await run({
+      threadKey: thread,
+      kind: "variation",
+      targetImageId: v3?.id,
+      userId: "U1",
+    });
+    expect(variations.turn.prompt).toBe("a paper boat on a pond");
+    expect(variations.images[0]?.parentId).toBe(v3?.id);
+    const request = h.fake.requests.at(-1);
+    expect(request?.endpoint).toBe("images.edit");
+    // Multipart form fields carry line breaks as CRLF (the form encoding's rule, not ours).
+    expect(String(request?.body.prompt).replaceAll("\r\n", "\n")).toBe(
+      "Create a new variation of this image. Keep its subject, composition and style, and vary the details.\n\n" +
+        "Original request: a paper boat on a pond\n\n" +
+        "Edits since, in order:\n1. add a frog on the boat\n2. make it night",
+    );
+    expect(request?.images[0]?.equals(await bytesOf(v3?.id ?? ""))).toBe(true);
+  });
+
+  it("regenerating an edit re-runs it on its base with its references: a sibling, not a new first version", async () => {
+    const thread = newThread();
+    const v1 = (await generate(thread, "a paper boat on a pond")).images[0];
+    const reference = await makePng(512, 512, "a frog photo");
+    const v2 = (
+      await run({
+        threadKey: thread,
+        kind: "edit",
+        prompt: "add this frog on the boat",
+        referenceImages: [{ bytes: reference, format: "png" }],
+        userId: "U2",
+      })
+    ).images[0];
+    await edit(thread, "make it night");
+    const again = await run({ threadKey: thread, kind: "generate", repeatOf: v2?.turnId, userId: "U3" });
+    expect(again.turn.kind).toBe("edit");
+    expect(again.turn.prompt).toBe("add this frog on the boat");
+    expect(again.images[0]?.parentId).toBe(v1?.id);
+    expect(again.thread.headImageId).toBe(again.images[0]?.id);
+    const request = h.fake.requests.at(-1);
+    expect(request?.endpoint).toBe("images.edit");
+    expect(request?.body.prompt).toBe("add this frog on the boat");
+    expect(request?.images).toHaveLength(2);
+    expect(request?.images[0]?.equals(await bytesOf(v1?.id ?? ""))).toBe(true);
+    expect(request?.images[1]?.equals(reference)).toBe(true);
+
+    // A first version drawn again is another first version, with the same prompt and settings.
+    const redrawn = await run({ threadKey: thread, kind: "generate", repeatOf: v1?.turnId, userId: "U3" });
+    expect(redrawn.turn.kind).toBe("generate");
+    expect(redrawn.images[0]?.parentId).toBeNull();
+    expect(h.fake.requests.at(-1)?.body.prompt).toBe("a paper boat on a pond");
+  });
+
   it("undo at the first version fails with a clear message and changes nothing", async () => {
     const thread = newThread();
     const v1 = (await generate(thread)).images[0];

@@ -35,9 +35,9 @@ export async function buttonImage(
 }
 
 /**
- * What a click asks for, with the image it names (checked as `buttonImage` does): Undo (the thread's head moves
- * back), Variations of the image, Regenerate (its prompt and settings drawn again), Use #n (the next edit starts
- * from it).
+ * What a click asks for, with the image it names (checked as `buttonImage` does): Undo (the head moves to that
+ * image's parent), Variations of the image, Regenerate (the turn that made it, asked again), Use #n (the next edit
+ * starts from it). Each acts on the image it sits under, never on whatever is newest.
  */
 export async function buttonIntent(
   engine: ConversationEngine,
@@ -47,16 +47,14 @@ export async function buttonIntent(
   const base = { threadKey: image.threadKey, userId: click.userId };
   switch (click.action) {
     case "undo":
-      return { image, intent: { ...base, kind: "undo" } };
+      return { image, intent: { ...base, kind: "undo", targetImageId: image.id } };
     case "variations":
       return { image, intent: { ...base, kind: "variation", targetImageId: image.id } };
     case "use":
       return { image, intent: { ...base, kind: "select", targetImageId: image.id } };
-    case "regenerate": {
-      const origin = await engine.getTurn(image.turnId);
-      if (!origin) throw imageGone(image.id);
-      return { image, intent: { ...base, kind: "generate", prompt: origin.prompt, params: origin.params } };
-    }
+    case "regenerate":
+      // Drawn again as it was asked: an edit re-runs on the image it edited (a sibling), not from scratch.
+      return { image, intent: { ...base, kind: "generate", repeatOf: image.turnId } };
   }
 }
 

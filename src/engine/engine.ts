@@ -44,7 +44,7 @@ import type {
 } from "../ports.ts";
 import { checkParams, checkPrompt } from "../request/checks.ts";
 import { detectFormat, imageSize } from "./image-checks.ts";
-import { askIfCostly, ledgerFor, limitsFor, turnEstimate } from "./spending.ts";
+import { askIfCostly, DRAWING_KINDS, ledgerFor, limitsFor, turnEstimate } from "./spending.ts";
 
 export interface EngineOptions {
   /** A turn that failed retryably this many times fails for good (crashed attempts count). */
@@ -175,8 +175,9 @@ export class Engine implements ConversationEngine {
   // Submitting
   // -------------------------------------------------------------------------------------------------------
 
-  async submit(intent: Intent): Promise<Submitted> {
-    platformOf(intent.threadKey); // a key without a known platform is a programming error: throw early
+  async submit(asked: Intent): Promise<Submitted> {
+    platformOf(asked.threadKey); // a key without a known platform is a programming error: throw early
+    const intent = asked.repeatOf ? await this.#repeated(asked, asked.repeatOf) : asked;
     const thread = await this.#store.getThread(intent.threadKey);
     const prepared = await this.#prepare(intent, thread);
     const references = await this.#storeReferences(intent.referenceImages ?? []);
@@ -246,7 +247,12 @@ export class Engine implements ConversationEngine {
       case "variation": {
         const base = await this.#baseForNewTurn(intent, thread);
         const origin = base ? await this.#store.getTurn(base.turnId) : null;
-        const prompt = intent.prompt?.trim() ? checkPrompt(intent.prompt) : (origin?.prompt ?? "");
+        // Shown as what the variation is of: the request that began the image's line, not its last edit.
+        const prompt = intent.prompt?.trim()
+          ? checkPrompt(intent.prompt)
+          : base
+            ? (await this.#lineage(base)).original
+            : "";
         const inherited = origin?.params ?? DEFAULT_PARAMS;
         return {
           prompt,
@@ -324,6 +330,58 @@ export class Engine implements ConversationEngine {
       refs.push({ sha256: await this.#blobs.put(image.bytes), format });
     }
     return { refs, sizes };
+  }
+
+  /**
+   * Regenerate: the turn that made an image, asked again as it was — its kind, prompt, settings, base image and
+   * references — so the new image is a sibling of the old one (an edit is re-run on the image it edited, not
+   * drawn from scratch from its instruction).
+   */
+  async #repeated(intent: Intent, turnId: string): Promise<Intent> {
+    const origin = await this.#store.getTurn(turnId);
+    if (!origin || origin.threadKey !== intent.threadKey || !DRAWING_KINDS.includes(origin.kind)) {
+      throw new AppError("image_not_found", `turn ${turnId} cannot be drawn again`, {
+        userMessage: "That image can no longer be drawn again.",
+      });
+    }
+    const [made] = await this.#store.getTurnImages(origin.id);
+    const references = await Promise.all(
+      origin.referenceImages.map(async (ref) => ({
+        bytes: await this.#blobs.get(ref.sha256),
+        format: ref.format,
+      })),
+    );
+    const { repeatOf: _asked, ...rest } = intent;
+    return {
+      ...rest,
+      kind: origin.kind,
+      prompt: origin.prompt,
+      params: origin.params,
+      targetImageId: origin.kind === "generate" ? null : (made?.parentId ?? origin.targetImageId),
+      referenceImages: references,
+    };
+  }
+
+  /**
+   * What an image is, for a prompt that must describe it: the request that began its line and the edits that led
+   * to it, oldest first (variations and undo/select in between add nothing: they keep what the image shows).
+   */
+  async #lineage(image: ImageRecord): Promise<{ original: string; edits: string[] }> {
+    const edits: string[] = [];
+    let original = "";
+    for (
+      let at: ImageRecord | null = image;
+      at;
+      at = at.parentId ? await this.#store.getImage(at.parentId) : null
+    ) {
+      const made = await this.#store.getTurn(at.turnId);
+      if (made?.kind === "edit") edits.unshift(made.prompt);
+      if (made?.kind === "generate") {
+        original = made.prompt;
+        break;
+      }
+    }
+    return { original, edits };
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -572,13 +630,15 @@ export class Engine implements ConversationEngine {
         return this.#outcome(result, base.id);
       }
       case "undo": {
-        const head = thread.headImageId ? await this.#store.getImage(thread.headImageId) : null;
-        if (!head?.parentId) {
-          throw new AppError("nothing_to_undo", `thread ${turn.threadKey} is at its first version`, {
+        // Undo under a result goes back from that result, whatever is newest; without one, from the head.
+        const fromId = turn.targetImageId ?? thread.headImageId;
+        const from = fromId ? await this.#imageInThread(fromId, turn.threadKey) : null;
+        if (!from?.parentId) {
+          throw new AppError("nothing_to_undo", `image ${fromId} is a first version`, {
             userMessage: "Nothing to undo: this is the first version.",
           });
         }
-        return noImages({ imageId: head.parentId }, head.id);
+        return noImages({ imageId: from.parentId }, from.id);
       }
       case "select": {
         const target = await this.#imageInThread(turn.targetImageId ?? "", turn.threadKey);
@@ -587,10 +647,18 @@ export class Engine implements ConversationEngine {
     }
   }
 
-  /** A variation asked for before its image existed has no prompt of its own yet: take the image's. */
+  /**
+   * What the model is told for a variation: keep the image, vary the details, and what the image is — the request
+   * that began its line and the edits that led to it, in order — so a variation of an edit stays that edit.
+   */
   async #variationPrompt(turn: Turn, base: ImageRecord): Promise<string> {
-    const original = turn.prompt || (await this.#store.getTurn(base.turnId))?.prompt || "";
-    return original ? `${VARIATION_INSTRUCTION}\n\nOriginal request: ${original}` : VARIATION_INSTRUCTION;
+    const { original, edits } = await this.#lineage(base);
+    const parts = [VARIATION_INSTRUCTION];
+    if (original) parts.push(`Original request: ${original}`);
+    if (edits.length > 0)
+      parts.push(`Edits since, in order:\n${edits.map((edit, i) => `${i + 1}. ${edit}`).join("\n")}`);
+    if (turn.prompt && turn.prompt !== original) parts.push(`Asked for this variation: ${turn.prompt}`);
+    return parts.join("\n\n");
   }
 
   async #referenceInputs(turn: Turn): Promise<ImageInput[]> {
