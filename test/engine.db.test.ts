@@ -280,6 +280,45 @@ describe("generate and edit", () => {
 });
 
 describe("ordering and concurrency", () => {
+  it("a reply read just before its image landed edits that image instead of being refused", async () => {
+    // The engine reads the thread (no image yet), then looks for the turn still drawing it, which finished in
+    // between: neither an image nor a pending turn. Replayed here with a stale first read.
+    const threadKey = `console:test:${process.pid}-landed`;
+    let stale = false;
+    const g = await startEngineHarness({
+      wrapStore: (store) =>
+        new Proxy(store, {
+          get(target, property) {
+            const value = Reflect.get(target, property, target);
+            if (property === "getThread" && stale) {
+              return async (key: string) => {
+                stale = false;
+                const thread = await target.getThread(key);
+                return thread ? { ...thread, headImageId: null } : thread;
+              };
+            }
+            return typeof value === "function" ? value.bind(target) : value;
+          },
+        }),
+    });
+    try {
+      const { turn } = await g.engine.submit({ threadKey, kind: "generate", prompt: "a kite", userId: "U1" });
+      const v1 = (await g.finished(turn.id)).images[0];
+      stale = true;
+      const { turn: reply } = await g.engine.submit({
+        threadKey,
+        kind: "edit",
+        prompt: "make it red",
+        userId: "U1",
+      });
+      const done = await g.finished(reply.id);
+      expect(done.turn.status).toBe("succeeded");
+      expect(done.images[0]?.parentId).toBe(v1?.id);
+    } finally {
+      await g.close();
+    }
+  });
+
   it("runs a thread's turns one at a time in arrival order, each edit starting from the previous result", async () => {
     h.fake.setLatency(150);
     const thread = newThread();

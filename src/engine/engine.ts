@@ -281,6 +281,9 @@ export class Engine implements ConversationEngine {
     if (id) return this.#store.getImage(id);
     const pending = thread ? await this.#store.unfinishedTurns(1, thread.key) : [];
     if (pending.length > 0) return null;
+    // The turn that was pending may have finished between the two reads: its image is the head now.
+    const now = thread ? await this.#store.getThread(thread.key) : null;
+    if (now?.headImageId) return this.#store.getImage(now.headImageId);
     throw new AppError("no_image_to_edit", `thread ${intent.threadKey} has no image`, {
       userMessage: "There is no image in this thread to edit yet. Start with /imagine <prompt>.",
     });
