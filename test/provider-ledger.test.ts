@@ -132,6 +132,8 @@ describe("the ledger, request by request", () => {
         onPartialImage: () => {},
       }),
     ).rejects.toMatchObject({ code: "provider_unavailable" });
+    // Long enough for a second image the fake went on making after its error to show in its bill.
+    await new Promise((resolve) => setTimeout(resolve, 500));
     const [row] = matched(ledger);
     expect(row).toMatchObject({ status: "billed" });
     expect(row?.cost).toBeGreaterThan(0);

@@ -66,6 +66,9 @@ export async function handleImages(ctx: EndpointContext, kind: "generate" | "edi
         ...common,
       });
     }
+    // Ended by our own error event (a stream that broke): this image is never made, so never billed. A client
+    // that went away is another matter: the generation runs on and is billed (`abandoned`).
+    if (sse.closed && !sse.abandoned) break;
     const bytes = await renderImage(params, seed(i));
     const usage = imageUsage(params.prompt, i === 0 ? inputs : [], params, 1);
     if (i > 0) usage.input_tokens = usage.input_tokens_details.text_tokens = 0;
