@@ -40,17 +40,21 @@ async function runPlatforms(config: Config): Promise<void> {
   const work = config.role !== "ingress";
   const adapters: PlatformAdapter[] = [];
   const platforms: Platform[] = [];
+  // What every adapter is given alike.
+  const common = {
+    engine: app.engine,
+    inbox: app.inbox,
+    inboxHoldMs: config.inboxHoldMs,
+    access,
+    logger,
+    metrics: app.metrics,
+  };
   // Over HTTP, Bolt's server answers /slack/events and the operational routes; otherwise ours does.
   let boltServesHttp = false;
   if (config.slack) {
     const { SlackAdapter } = await import("../adapters/slack/adapter.ts");
     const slack = new SlackAdapter({
-      engine: app.engine,
-      inbox: app.inbox,
-      inboxHoldMs: config.inboxHoldMs,
-      access,
-      logger,
-      metrics: app.metrics,
+      ...common,
       botToken: config.slack.botToken,
       signingSecret: config.slack.signingSecret,
       appToken: config.slack.appToken,
@@ -66,12 +70,7 @@ async function runPlatforms(config: Config): Promise<void> {
   if (config.discord) {
     const { DiscordAdapter } = await import("../adapters/discord/adapter.ts");
     const discord = new DiscordAdapter({
-      engine: app.engine,
-      inbox: app.inbox,
-      inboxHoldMs: config.inboxHoldMs,
-      access,
-      logger,
-      metrics: app.metrics,
+      ...common,
       token: config.discord.token,
       apiUrl: config.discord.apiUrl,
     });

@@ -17,7 +17,7 @@ import {
   startFakeDiscord,
 } from "./fakes/discord-server.ts";
 import { makePng, sniffImageFormat } from "./fakes/images.ts";
-import { showsResult } from "./support/discord-results.ts";
+import { buttonId, showsResult } from "./support/discord-results.ts";
 import { type EngineHarness, startEngineHarness } from "./support/engine-harness.ts";
 
 /**
@@ -103,16 +103,6 @@ async function say(
   const asked = fake.userMessage({ channel: threadId, content, ...extra });
   const answer = await answerTo(asked, threadId);
   return { asked, answer };
-}
-
-/** The custom_id of a button on a message, by its label. */
-function buttonId(message: StoredMessage, label: string): string {
-  const buttons = (
-    message.components as Array<{ components: Array<{ label?: string; custom_id?: string }> }>
-  ).flatMap((row) => row.components);
-  const id = buttons.find((b) => b.label === label)?.custom_id;
-  if (!id) throw new Error(`no ${label} button on message ${message.id}`);
-  return id;
 }
 
 async function click(message: StoredMessage, label: string): Promise<InteractionHandle> {

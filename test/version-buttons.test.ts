@@ -3,7 +3,7 @@ import { slackThreadKey } from "../adapters/slack/threads.ts";
 import type { FakeDiscord, StoredMessage } from "./fakes/discord-server.ts";
 import type { FakeSlack, SlackMessage } from "./fakes/slack-server.ts";
 import { type BothPlatforms, startBothPlatforms } from "./support/both-platforms.ts";
-import { showsResult } from "./support/discord-results.ts";
+import { buttonId, showsResult } from "./support/discord-results.ts";
 import type { EngineHarness } from "./support/engine-harness.ts";
 import { waitUntil } from "./support/wait.ts";
 
@@ -113,15 +113,6 @@ describe("Slack", () => {
 
 describe("Discord", () => {
   const bot = () => discord.botUser.id;
-
-  function buttonId(message: StoredMessage, label: string): string {
-    const buttons = (
-      message.components as Array<{ components: Array<{ label?: string; custom_id?: string }> }>
-    ).flatMap((row) => row.components);
-    const id = buttons.find((b) => b.label === label)?.custom_id;
-    if (!id) throw new Error(`no ${label} button on message ${message.id}`);
-    return id;
-  }
 
   async function press(message: StoredMessage, label: string): Promise<void> {
     const click = discord.clickButton({
